@@ -16,6 +16,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 
 	"github.com/modelserver/modelserver/tensor"
@@ -87,6 +88,13 @@ func (s Signature) Check(inputs map[string]tensor.Tensor) error {
 		if err := t.Validate(); err != nil {
 			return fmt.Errorf("%w: input %q: %v", ErrInvalidInput, spec.Name, err)
 		}
+		if t.DType == tensor.Bool {
+			for i, b := range t.Data {
+				if b > 1 {
+					return fmt.Errorf("%w: input %q: bool element %d is %d, not 0 or 1", ErrInvalidInput, spec.Name, i, b)
+				}
+			}
+		}
 	}
 	if len(inputs) != len(s.Inputs) {
 		var unknown []string
@@ -95,6 +103,7 @@ func (s Signature) Check(inputs map[string]tensor.Tensor) error {
 				unknown = append(unknown, fmt.Sprintf("%q", name))
 			}
 		}
+		sort.Strings(unknown)
 		return fmt.Errorf("%w: unknown input %s (model inputs: %s)", ErrInvalidInput, strings.Join(unknown, ", "), s.inputNames())
 	}
 	return nil

@@ -1,0 +1,279 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/modelserver/modelserver/batching"
+	"github.com/modelserver/modelserver/codec"
+	"github.com/modelserver/modelserver/engine"
+	"github.com/modelserver/modelserver/models"
+	"github.com/modelserver/modelserver/server"
+	"github.com/modelserver/modelserver/tensor"
+)
+
+// benchFlags configure `modelserver bench`.
+type benchFlags struct {
+	model         string
+	ortLib        string
+	concurrency   []int
+	duration      time.Duration
+	maxBatchSize  int
+	maxQueueDelay time.Duration
+	threads       int
+}
+
+// runBench measures the served HTTP+msgpack path on loopback next to direct
+// ONNX Runtime calls of the same model, in the same process and run, so the
+// ratios hold on a noisy machine.
+func runBench(args []string, stdout, stderr io.Writer) error {
+	var f benchFlags
+	var conc string
+	fs := flag.NewFlagSet("modelserver bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&f.model, "model", models.DefaultModel, "built-in model name or model directory; its first input gets one row per request")
+	fs.StringVar(&f.ortLib, "onnxruntime-lib", "", "path of libonnxruntime.so (default as for serving)")
+	fs.StringVar(&conc, "concurrency", "1,64", "comma-separated client counts")
+	fs.DurationVar(&f.duration, "duration", 5*time.Second, "length of each measurement")
+	fs.IntVar(&f.maxBatchSize, "max-batch-size", 32, "rows per batch with batching on")
+	fs.DurationVar(&f.maxQueueDelay, "max-queue-delay", time.Millisecond, "longest wait for a batch to fill")
+	fs.IntVar(&f.threads, "intra-op-threads", 0, "ONNX Runtime threads per operator (default: one per core)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	for _, c := range strings.Split(conc, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(c))
+		if err != nil || n < 1 {
+			return fmt.Errorf("--concurrency: %q is not a positive integer", c)
+		}
+		f.concurrency = append(f.concurrency, n)
+	}
+	libPath, err := ortLibraryPath(f.ortLib)
+	if err != nil {
+		return err
+	}
+	if err := engine.InitONNXRuntime(libPath); err != nil {
+		return err
+	}
+	src, err := models.Resolve(f.model)
+	if err != nil {
+		return err
+	}
+	opts := engine.ONNXOptions{IntraOpThreads: f.threads}
+	var m *engine.ONNXModel
+	if src.ONNXPath != "" {
+		m, err = engine.LoadONNXFile(src.ONNXPath, opts)
+	} else {
+		m, err = engine.LoadONNXBytes(src.ONNX, opts)
+	}
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+
+	w := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(w, "path\tconcurrency\tbatch\tp50 ms\tp99 ms\treq/s\trows/s\t\n")
+	direct := map[int]result{}
+	for _, rows := range []int{1, f.maxBatchSize} {
+		r, err := benchDirect(m, rows, f.duration)
+		if err != nil {
+			return err
+		}
+		direct[rows] = r
+		fmt.Fprintf(w, "direct Run\t1\t%d\t%s\n", rows, r)
+	}
+	served := map[string]result{}
+	for _, batched := range []bool{false, true} {
+		for _, c := range f.concurrency {
+			mbs := 0
+			if batched {
+				mbs = f.maxBatchSize
+			}
+			r, err := benchServed(m, c, mbs, f.maxQueueDelay, f.duration)
+			if err != nil {
+				return err
+			}
+			label := "HTTP msgpack, batching off"
+			if batched {
+				label = "HTTP msgpack, batching on"
+			}
+			served[fmt.Sprint(batched, c)] = r
+			fmt.Fprintf(w, "%s\t%d\t%d\t%s\n", label, c, mbs, r)
+		}
+	}
+	w.Flush()
+
+	d1, dN := direct[1], direct[f.maxBatchSize]
+	fmt.Fprintf(stdout, "\n")
+	if r, ok := served[fmt.Sprint(false, 1)]; ok {
+		fmt.Fprintf(stdout, "overhead at concurrency 1: served p50 - direct p50 = %.0f µs\n", float64(r.p50-d1.p50)/1e3)
+	}
+	for _, c := range f.concurrency {
+		on, off := served[fmt.Sprint(true, c)], served[fmt.Sprint(false, c)]
+		if c < f.maxBatchSize {
+			continue
+		}
+		fmt.Fprintf(stdout, "concurrency %d: served batched rows/s = %.0f%% of direct batch-%d rows/s\n", c, 100*on.rowsPerSec/dN.rowsPerSec, f.maxBatchSize)
+		directGain, servedGain := dN.rowsPerSec/d1.rowsPerSec, on.rowsPerSec/off.rowsPerSec
+		fmt.Fprintf(stdout, "concurrency %d: batching gain served %.2fx, direct %.2fx (served = %.0f%% of direct)\n", c, servedGain, directGain, 100*servedGain/directGain)
+	}
+	return nil
+}
+
+type result struct {
+	p50, p99   time.Duration
+	reqPerSec  float64
+	rowsPerSec float64
+}
+
+func (r result) String() string {
+	return fmt.Sprintf("%.3f\t%.3f\t%.0f\t%.0f\t", r.p50.Seconds()*1e3, r.p99.Seconds()*1e3, r.reqPerSec, r.rowsPerSec)
+}
+
+func summarize(lat []time.Duration, rowsPerReq int, elapsed time.Duration) result {
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	if len(lat) == 0 {
+		return result{}
+	}
+	rps := float64(len(lat)) / elapsed.Seconds()
+	return result{p50: lat[len(lat)/2], p99: lat[len(lat)*99/100], reqPerSec: rps, rowsPerSec: rps * float64(rowsPerReq)}
+}
+
+// benchInputs makes random inputs with the given rows for every dynamic
+// first dimension (other dynamic dimensions get 1).
+func benchInputs(sig engine.Signature, rows int) (map[string]tensor.Tensor, error) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	inputs := map[string]tensor.Tensor{}
+	for _, spec := range sig.Inputs {
+		shape := make([]int64, len(spec.Shape))
+		for i, d := range spec.Shape {
+			switch {
+			case d != engine.DynamicDim:
+				shape[i] = d
+			case i == 0:
+				shape[i] = int64(rows)
+			default:
+				shape[i] = 1
+			}
+		}
+		size, err := tensor.ByteSize(spec.DType, shape)
+		if err != nil {
+			return nil, err
+		}
+		data := make([]byte, size)
+		for i := range data {
+			data[i] = byte(rng.IntN(2)) // small values are valid for every dtype, bool included
+		}
+		inputs[spec.Name] = tensor.Tensor{DType: spec.DType, Shape: shape, Data: data}
+	}
+	return inputs, nil
+}
+
+func benchDirect(m engine.Model, rows int, d time.Duration) (result, error) {
+	inputs, err := benchInputs(m.Signature(), rows)
+	if err != nil {
+		return result{}, err
+	}
+	var lat []time.Duration
+	start := time.Now()
+	for time.Since(start) < d {
+		t := time.Now()
+		if _, err := m.Run(context.Background(), inputs); err != nil {
+			return result{}, err
+		}
+		lat = append(lat, time.Since(t))
+	}
+	return summarize(lat, rows, time.Since(start)), nil
+}
+
+func benchServed(m engine.Model, clients, maxBatch int, delay, d time.Duration) (result, error) {
+	b := batching.New(m, batching.WithMaxBatchSize(maxBatch), batching.WithMaxQueueDelay(delay),
+		batching.WithMaxQueueSize(4*clients+16))
+	defer b.Close()
+	srv := server.New(server.Options{Logger: slog.New(slog.DiscardHandler)})
+	srv.SetReady(server.Model{Signature: m.Signature(), Predictor: b})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return result{}, err
+	}
+	hs := &http.Server{Handler: srv.Handler()}
+	go hs.Serve(ln)
+	defer hs.Close()
+
+	inputs, err := benchInputs(m.Signature(), 1)
+	if err != nil {
+		return result{}, err
+	}
+	order := make([]string, 0, len(inputs))
+	for _, spec := range m.Signature().Inputs {
+		order = append(order, spec.Name)
+	}
+	body, err := codec.EncodeTensors(inputs, order, codec.FormatMsgpack)
+	if err != nil {
+		return result{}, err
+	}
+	url := "http://" + ln.Addr().String() + "/v1/models/model:predict"
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients}}
+	defer client.CloseIdleConnections()
+
+	var mu sync.Mutex
+	var all []time.Duration
+	var firstErr error
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var lat []time.Duration
+			for time.Since(start) < d {
+				t := time.Now()
+				err := post(client, url, body)
+				if err != nil {
+					mu.Lock()
+					firstErr = errors.Join(firstErr, err)
+					mu.Unlock()
+					return
+				}
+				lat = append(lat, time.Since(t))
+			}
+			mu.Lock()
+			all = append(all, lat...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return result{}, firstErr
+	}
+	return summarize(all, 1, time.Since(start)), nil
+}
+
+func post(client *http.Client, url string, body []byte) error {
+	resp, err := client.Post(url, "application/octet-stream", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("predict answered %s", resp.Status)
+	}
+	return nil
+}

@@ -1,0 +1,244 @@
+// Command modelserver serves one model over Truss-compatible HTTP.
+//
+//	modelserver [--model NAME|DIR] [--host H] [--port P] [--onnxruntime-lib PATH] ...
+//	modelserver bench [--model NAME|DIR] [--concurrency 1,64] [--duration 5s] ...
+//
+// It is the only package that reads flags and the environment.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/modelserver/modelserver/batching"
+	"github.com/modelserver/modelserver/cuda"
+	"github.com/modelserver/modelserver/engine"
+	"github.com/modelserver/modelserver/models"
+	"github.com/modelserver/modelserver/server"
+)
+
+func main() {
+	var err error
+	if len(os.Args) > 1 && os.Args[1] == "bench" {
+		err = runBench(os.Args[2:], os.Stdout, os.Stderr)
+	} else {
+		err = run(os.Args[1:], os.Stderr)
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "modelserver: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+type flags struct {
+	model              string
+	host               string
+	port               int
+	ortLib             string
+	maxRequestBytes    int64
+	predictConcurrency int
+	predictTimeout     time.Duration
+	intraOpThreads     int
+	logFormat          string
+	shutdownGrace      time.Duration
+}
+
+func parseFlags(args []string, stderr io.Writer) (flags, error) {
+	var f flags
+	fs := flag.NewFlagSet("modelserver", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&f.model, "model", models.DefaultModel, "built-in model name ("+strings.Join(models.BuiltinNames(), ", ")+") or a directory holding config.yaml and model.onnx")
+	fs.StringVar(&f.host, "host", "0.0.0.0", "address to listen on")
+	fs.IntVar(&f.port, "port", 8080, "HTTP port")
+	fs.StringVar(&f.ortLib, "onnxruntime-lib", "", "path of libonnxruntime.so (default: $ONNXRUNTIME_LIB, then /usr/local/lib, then ~/.local/lib)")
+	fs.Int64Var(&f.maxRequestBytes, "max-request-bytes", 0, "largest request body in bytes (default: config.yaml runtime.max_request_bytes, 100 MiB)")
+	fs.IntVar(&f.predictConcurrency, "predict-concurrency", 0, "model executions in flight (default: config.yaml runtime.predict_concurrency, 1)")
+	fs.DurationVar(&f.predictTimeout, "predict-timeout", 0, "queue plus execution deadline per request (default: config.yaml runtime.predict_timeout_s, 600s)")
+	fs.IntVar(&f.intraOpThreads, "intra-op-threads", 0, "ONNX Runtime threads per operator (default: one per core)")
+	fs.StringVar(&f.logFormat, "log-format", "json", "log format: json or text")
+	fs.DurationVar(&f.shutdownGrace, "shutdown-grace", 30*time.Second, "time in-flight requests get to finish after SIGTERM")
+	if err := fs.Parse(args); err != nil {
+		return f, err
+	}
+	if fs.NArg() > 0 {
+		return f, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	return f, nil
+}
+
+// ortLibraryPath picks the runtime library: the flag, then ONNXRUNTIME_LIB,
+// then the places scripts/install-onnxruntime.sh installs to.
+func ortLibraryPath(flagValue string) (string, error) {
+	if flagValue != "" {
+		return flagValue, nil
+	}
+	if env := os.Getenv("ONNXRUNTIME_LIB"); env != "" {
+		return env, nil
+	}
+	candidates := []string{"/usr/local/lib/libonnxruntime.so"}
+	if home, err := os.UserHomeDir(); err == nil {
+		candidates = append(candidates, filepath.Join(home, ".local/lib/libonnxruntime.so"))
+	}
+	for _, c := range candidates {
+		if _, err := os.Stat(c); err == nil {
+			return c, nil
+		}
+	}
+	return "", fmt.Errorf("ONNX Runtime library not found in %s; install it with scripts/install-onnxruntime.sh, or point --onnxruntime-lib or ONNXRUNTIME_LIB at libonnxruntime.so",
+		strings.Join(candidates, ", "))
+}
+
+func newLogger(format string, w io.Writer) (*slog.Logger, error) {
+	switch format {
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, nil)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(w, nil)), nil
+	}
+	return nil, fmt.Errorf("--log-format must be json or text, not %q", format)
+}
+
+func run(args []string, stderr io.Writer) error {
+	f, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(f.logFormat, stderr)
+	if err != nil {
+		return err
+	}
+	libPath, err := ortLibraryPath(f.ortLib)
+	if err != nil {
+		return err
+	}
+	if err := engine.InitONNXRuntime(libPath); err != nil {
+		return fmt.Errorf("%v; install a working one with scripts/install-onnxruntime.sh, or point --onnxruntime-lib or ONNXRUNTIME_LIB at libonnxruntime.so", err)
+	}
+	src, err := models.Resolve(f.model)
+	if err != nil {
+		return err
+	}
+	if len(src.Config.UnknownKeys) > 0 {
+		log.Warn("config.yaml has keys modelserver does not know; they are ignored", "keys", src.Config.UnknownKeys)
+	}
+	rt := src.Config.Runtime
+	if f.maxRequestBytes > 0 {
+		rt.MaxRequestBytes = f.maxRequestBytes
+	}
+	if f.predictConcurrency > 0 {
+		rt.PredictConcurrency = f.predictConcurrency
+	}
+	if f.predictTimeout > 0 {
+		rt.PredictTimeoutS = f.predictTimeout.Seconds()
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	srv := server.New(server.Options{
+		MaxRequestBytes: rt.MaxRequestBytes,
+		PredictTimeout:  time.Duration(rt.PredictTimeoutS * float64(time.Second)),
+		Logger:          log,
+		Registerer:      reg,
+		Gatherer:        reg,
+	})
+	addr := net.JoinHostPort(f.host, strconv.Itoa(f.port))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	httpServer := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- httpServer.Serve(ln) }()
+	log.Info("listening", "addr", ln.Addr().String(), "model", src.Name, "onnxruntime", engine.ONNXRuntimeVersion())
+	if _, err := cuda.Devices(); err != nil {
+		log.Info("running on the CPU", "reason", err.Error())
+	}
+
+	loaded := make(chan loadResult, 1)
+	go func() { loaded <- load(src, f, rt.PredictConcurrency, log) }()
+	var model engine.Model
+	var batcher *batching.Batcher
+wait:
+	for {
+		select {
+		case err := <-serveErr:
+			return err
+		case res := <-loaded:
+			if res.err != nil {
+				httpServer.Close()
+				return res.err
+			}
+			model, batcher = res.model, res.batcher
+			srv.SetReady(server.Model{Signature: model.Signature(), Predictor: batcher})
+			loaded = nil
+		case <-ctx.Done():
+			break wait
+		}
+	}
+	stop()
+	log.Info("shutting down", "grace", f.shutdownGrace)
+	srv.SetClosing()
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), f.shutdownGrace)
+	defer cancel()
+	err = httpServer.Shutdown(shutdownCtx)
+	if batcher != nil {
+		batcher.Close()
+	}
+	if model != nil {
+		model.Close()
+	}
+	if err != nil {
+		log.Warn("grace period over; closing remaining connections", "error", err)
+		httpServer.Close()
+	}
+	return nil
+}
+
+type loadResult struct {
+	model   engine.Model
+	batcher *batching.Batcher
+	err     error
+}
+
+// load creates the runtime session, which may take long for big models; the
+// server answers 503 on readiness meanwhile.
+func load(src *models.Source, f flags, predictConcurrency int, log *slog.Logger) loadResult {
+	start := time.Now()
+	log.Info("Executing model.load()...", "model", src.Name)
+	opts := engine.ONNXOptions{IntraOpThreads: f.intraOpThreads}
+	var m *engine.ONNXModel
+	var err error
+	if src.ONNXPath != "" {
+		m, err = engine.LoadONNXFile(src.ONNXPath, opts)
+	} else {
+		m, err = engine.LoadONNXBytes(src.ONNX, opts)
+	}
+	if err != nil {
+		log.Error("Exception while loading model", "model", src.Name, "error", err)
+		return loadResult{err: fmt.Errorf("loading model %s: %w", src.Name, err)}
+	}
+	b := batching.New(m, batching.WithPredictConcurrency(predictConcurrency))
+	log.Info(fmt.Sprintf("Completed model.load() execution in %d ms", time.Since(start).Milliseconds()), "model", src.Name)
+	return loadResult{model: m, batcher: b}
+}

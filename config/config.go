@@ -1,0 +1,166 @@
+// Package config reads a Truss-style config.yaml.
+//
+// Only the fields modelserver acts on are typed; every other key of the Truss
+// schema is accepted silently, and keys outside it are reported once by Load
+// (as Config.UnknownKeys) so a typo does not go unnoticed. Units are in the
+// field names (_s seconds, _ms milliseconds, _us microseconds). Load fills in
+// the documented defaults for fields a file leaves out.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the part of config.yaml that modelserver uses.
+type Config struct {
+	ModelName     string         `yaml:"model_name"`
+	ModelMetadata map[string]any `yaml:"model_metadata"`
+	Resources     Resources      `yaml:"resources"`
+	Runtime       Runtime        `yaml:"runtime"`
+
+	// UnknownKeys lists keys outside the Truss schema, as dotted paths.
+	UnknownKeys []string `yaml:"-"`
+}
+
+// Resources is the hardware a deployment asks for.
+type Resources struct {
+	CPU         string `yaml:"cpu"`
+	Memory      string `yaml:"memory"`
+	Accelerator string `yaml:"accelerator"`
+}
+
+// Runtime holds the serving settings.
+type Runtime struct {
+	// PredictConcurrency bounds model executions in flight. Default 1.
+	PredictConcurrency int `yaml:"predict_concurrency"`
+	// PredictTimeoutS is the queue plus execution deadline of one request, in
+	// seconds; 0 means none. Default 600.
+	PredictTimeoutS float64 `yaml:"predict_timeout_s"`
+	// StreamingReadTimeout is the longest gap between streamed chunks, in
+	// seconds. Default 60.
+	StreamingReadTimeout int  `yaml:"streaming_read_timeout"`
+	EnableTracingData    bool `yaml:"enable_tracing_data"`
+	EnableDebugLogs      bool `yaml:"enable_debug_logs"`
+	// MaxRequestBytes caps a request body; larger bodies get 413. Default
+	// 100 MiB.
+	MaxRequestBytes int64 `yaml:"max_request_bytes"`
+}
+
+// Defaults returns the configuration used for anything a file leaves out.
+func Defaults() Config {
+	return Config{
+		ModelName: "model",
+		Runtime: Runtime{
+			PredictConcurrency:   1,
+			PredictTimeoutS:      600,
+			StreamingReadTimeout: 60,
+			MaxRequestBytes:      100 << 20,
+		},
+	}
+}
+
+// ErrInvalid is wrapped by every error about a config file's content.
+var ErrInvalid = errors.New("invalid config.yaml")
+
+// Load reads and validates the config file at path.
+func Load(path string) (Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, err
+	}
+	return Parse(data)
+}
+
+// Parse validates a config.yaml document held in memory.
+func Parse(data []byte) (Config, error) {
+	cfg := Defaults()
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var root yaml.Node
+	if err := dec.Decode(&root); err != nil {
+		if errors.Is(err, io.EOF) {
+			return cfg, nil // an empty file is a valid, empty config
+		}
+		return Config{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if err := root.Decode(&cfg); err != nil {
+		return Config{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	cfg.UnknownKeys = unknownKeys(&root)
+	if err := cfg.validate(); err != nil {
+		return Config{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	return cfg, nil
+}
+
+func (c *Config) validate() error {
+	r := c.Runtime
+	switch {
+	case r.PredictConcurrency < 1:
+		return fmt.Errorf("runtime.predict_concurrency must be at least 1, got %d", r.PredictConcurrency)
+	case r.PredictTimeoutS < 0:
+		return fmt.Errorf("runtime.predict_timeout_s must not be negative, got %g", r.PredictTimeoutS)
+	case r.StreamingReadTimeout < 0:
+		return fmt.Errorf("runtime.streaming_read_timeout must not be negative, got %d", r.StreamingReadTimeout)
+	case r.MaxRequestBytes <= 0:
+		return fmt.Errorf("runtime.max_request_bytes must be positive, got %d", r.MaxRequestBytes)
+	}
+	return nil
+}
+
+// schema lists the Truss config keys (truss/base/truss_config.py); nil
+// means any content is accepted below that key.
+var schema = map[string]map[string]bool{
+	"model_name": nil, "python_version": nil, "requirements": nil, "requirements_file": nil,
+	"system_packages": nil, "environment_variables": nil, "secrets": nil, "model_metadata": nil,
+	"resources": {
+		"cpu": true, "memory": true, "accelerator": true, "use_gpu": true,
+		"instance_type": true, "node_count": true, "fabric": true,
+	},
+	"runtime": {
+		"predict_concurrency": true, "predict_timeout_s": true, "streaming_read_timeout": true,
+		"enable_tracing_data": true, "enable_debug_logs": true, "transport": true,
+		"is_websocket_endpoint": true, "health_checks": true, "truss_server_version_override": true,
+		"max_request_bytes": true, "batching": true,
+	},
+	"model_cache": nil, "weights": nil, "external_data": nil, "data_dir": nil,
+	"model_module_dir": nil, "model_class_filename": nil, "model_class_name": nil,
+	"bundled_packages_dir": nil, "apply_library_patches": nil, "live_reload": nil,
+	"docker_server": nil, "base_image": nil, "build": nil, "build_commands": nil,
+	"trt_llm": nil, "bis_llm": nil, "training_checkpoints": nil, "spec_version": nil,
+	"description": nil, "examples_filename": nil, "model_framework": nil, "model_type": nil,
+	"hf_cache": nil, "input_type": nil, "cache_internal": nil, "oidc": nil, "remote_ssh": nil,
+	"egress_restrictions": nil,
+}
+
+func unknownKeys(root *yaml.Node) []string {
+	if len(root.Content) == 0 || root.Content[0].Kind != yaml.MappingNode {
+		return nil
+	}
+	var unknown []string
+	top := root.Content[0]
+	for i := 0; i+1 < len(top.Content); i += 2 {
+		key, value := top.Content[i].Value, top.Content[i+1]
+		sub, known := schema[key]
+		if !known {
+			unknown = append(unknown, key)
+			continue
+		}
+		if sub == nil || value.Kind != yaml.MappingNode {
+			continue
+		}
+		for j := 0; j+1 < len(value.Content); j += 2 {
+			if k := value.Content[j].Value; !sub[k] {
+				unknown = append(unknown, key+"."+k)
+			}
+		}
+	}
+	sort.Strings(unknown)
+	return unknown
+}

@@ -1,0 +1,63 @@
+package config
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestParse(t *testing.T) {
+	tests := []struct {
+		name    string
+		yaml    string
+		want    func(*Config)
+		unknown []string
+	}{
+		{"empty file", "", func(*Config) {}, nil},
+		{"model name only", "model_name: iris\n", func(c *Config) { c.ModelName = "iris" }, nil},
+		{"runtime overrides", "runtime:\n  predict_concurrency: 4\n  predict_timeout_s: 2.5\n  max_request_bytes: 1024\n",
+			func(c *Config) {
+				c.Runtime.PredictConcurrency, c.Runtime.PredictTimeoutS, c.Runtime.MaxRequestBytes = 4, 2.5, 1024
+			}, nil},
+		{"full truss config", "model_name: x\npython_version: py311\nrequirements: [numpy]\nresources:\n  accelerator: H100:2\n  use_gpu: true\nsecrets:\n  hf: null\nruntime:\n  streaming_read_timeout: 5\n  transport: {kind: http}\n",
+			func(c *Config) {
+				c.ModelName, c.Resources.Accelerator, c.Runtime.StreamingReadTimeout = "x", "H100:2", 5
+			}, nil},
+		{"unknown keys", "model_name: x\nmodle_name: y\nruntime:\n  predict_concurency: 3\nresources:\n  gpus: 1\n",
+			func(c *Config) { c.ModelName = "x" }, []string{"modle_name", "resources.gpus", "runtime.predict_concurency"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := Parse([]byte(tt.yaml))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := Defaults()
+			tt.want(&want)
+			want.UnknownKeys = tt.unknown
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("Parse(%q) mismatch (-want +got):\n%s", tt.yaml, diff)
+			}
+		})
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	tests := map[string]string{
+		"model_name: [unclosed\n":                  "did not find expected",
+		"- a list\n":                               "cannot unmarshal",
+		"runtime:\n  predict_concurrency: zero\n":  "cannot unmarshal",
+		"runtime:\n  predict_concurrency: 0\n":     "predict_concurrency must be at least 1",
+		"runtime:\n  predict_timeout_s: -1\n":      "predict_timeout_s must not be negative",
+		"runtime:\n  max_request_bytes: 0\n":       "max_request_bytes must be positive",
+		"runtime:\n  streaming_read_timeout: -5\n": "streaming_read_timeout must not be negative",
+	}
+	for yaml, want := range tests {
+		_, err := Parse([]byte(yaml))
+		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), want) {
+			t.Errorf("Parse(%q) = %v, want ErrInvalid containing %q", yaml, err, want)
+		}
+	}
+}

@@ -1,0 +1,122 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/modelserver/modelserver/codec"
+	"github.com/modelserver/modelserver/tensor"
+)
+
+func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
+	setRoute(r, "predict")
+	m, err := s.readyModel()
+	if err != nil {
+		s.writeError(w, err)
+		return
+	}
+	body, err := s.readBody(w, r)
+	if err != nil {
+		s.writeError(w, err)
+		return
+	}
+	inputs, format, err := codec.DecodeTensors(body, isBinary(r.Header.Get("Content-Type")), m.dtypeOf)
+	if err != nil {
+		s.writeError(w, err)
+		return
+	}
+	if err := m.Signature.Check(inputs); err != nil {
+		s.writeError(w, err)
+		return
+	}
+	ctx := r.Context()
+	if s.opts.PredictTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.opts.PredictTimeout)
+		defer cancel()
+	}
+	outputs, err := m.Predictor.Predict(ctx, inputs)
+	if err != nil {
+		if r.Context().Err() != nil {
+			err = context.Canceled // the client left; a deadline that fired too is moot
+		}
+		s.writeError(w, err)
+		return
+	}
+	payload, err := codec.EncodeTensors(outputs, m.outputNames, format)
+	if err != nil {
+		s.writeError(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", format.ContentType())
+	w.Header().Set("Content-Length", strconv.Itoa(len(payload)))
+	w.WriteHeader(http.StatusOK)
+	w.Write(payload)
+}
+
+func (m *loadedModel) dtypeOf(name string) (tensor.DType, bool) {
+	d, ok := m.dtypes[name]
+	return d, ok
+}
+
+// isBinary reports whether a Content-Type selects msgpack: the media type,
+// case-insensitive and without parameters, is application/octet-stream.
+// Anything else, including no Content-Type, is JSON (truss-wire.md §2).
+func isBinary(contentType string) bool {
+	media, _, err := mime.ParseMediaType(contentType)
+	if err != nil {
+		media = strings.ToLower(strings.TrimSpace(strings.SplitN(contentType, ";", 2)[0]))
+	}
+	return media == "application/octet-stream"
+}
+
+// readBody reads the whole body, refusing more than MaxRequestBytes before
+// reading it when Content-Length announces it, and allocating once when the
+// length is known.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	limit := s.opts.MaxRequestBytes
+	if r.ContentLength > limit {
+		return nil, errBodyTooLarge
+	}
+	var buf bytes.Buffer
+	if r.ContentLength > 0 {
+		buf.Grow(int(r.ContentLength))
+	}
+	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit))
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		return nil, errBodyTooLarge
+	case err != nil && r.Context().Err() != nil, errors.Is(err, io.ErrUnexpectedEOF):
+		return nil, errClientGone
+	case err != nil:
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// requestTimer is stored in each request's context by accessLog so handlers
+// can name the route they served.
+type requestTimer struct {
+	route string
+	start time.Time
+}
+
+type requestTimerKey struct{}
+
+func setRoute(r *http.Request, route string) {
+	if t, ok := r.Context().Value(requestTimerKey{}).(*requestTimer); ok {
+		t.route = route
+	}
+}
+
+func contextWithTimer(r *http.Request, t *requestTimer) context.Context {
+	return context.WithValue(r.Context(), requestTimerKey{}, t)
+}

@@ -1,0 +1,222 @@
+// Package server is the HTTP transport: Truss-compatible routes
+// (truss-wire.md §1), content negotiation, the error mapping and /metrics.
+//
+// Contract:
+//   - A Server answers from the moment it is created; until SetReady is
+//     called readiness and predict answer 503, so a slow model load never
+//     blocks liveness.
+//   - Handlers depend only on the small Predictor interface; the model's
+//     execution policy (batching, concurrency) lives behind it.
+//   - Request bodies are read whole, up to Options.MaxRequestBytes, and the
+//     decoded tensors may alias the body until the response is written.
+//   - All methods are safe for concurrent use.
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/modelserver/modelserver/codec"
+	"github.com/modelserver/modelserver/engine"
+	"github.com/modelserver/modelserver/tensor"
+)
+
+// Predictor runs a validated request. Implementations decide batching and
+// concurrency; they must return ctx's error when ctx ends first.
+type Predictor interface {
+	Predict(ctx context.Context, inputs map[string]tensor.Tensor) (map[string]tensor.Tensor, error)
+}
+
+// Model is what the server needs of a loaded model.
+type Model struct {
+	Signature engine.Signature
+	Predictor Predictor
+}
+
+// Options configure a Server. Zero fields take the documented defaults.
+type Options struct {
+	// MaxRequestBytes caps a request body; larger ones get 413. Default 100 MiB.
+	MaxRequestBytes int64
+	// PredictTimeout bounds queueing plus execution of one predict; past it
+	// the request gets 504. 0 means no limit.
+	PredictTimeout time.Duration
+	// Logger receives the access log and errors. Default slog.Default().
+	Logger *slog.Logger
+	// Registerer receives the server's metrics; Gatherer serves /metrics.
+	// Default: a fresh registry used for both.
+	Registerer prometheus.Registerer
+	Gatherer   prometheus.Gatherer
+}
+
+// DefaultMaxRequestBytes is the default body limit, Truss's 100 MiB.
+const DefaultMaxRequestBytes = 100 << 20
+
+// Server serves one model over HTTP.
+type Server struct {
+	opts    Options
+	log     *slog.Logger
+	metrics *metrics
+	model   atomic.Pointer[loadedModel]
+	closing atomic.Bool
+	handler http.Handler
+}
+
+type loadedModel struct {
+	Model
+	outputNames []string
+	dtypes      map[string]tensor.DType
+	schema      []byte
+}
+
+// New returns a server whose model is not ready yet.
+func New(opts Options) *Server {
+	if opts.MaxRequestBytes <= 0 {
+		opts.MaxRequestBytes = DefaultMaxRequestBytes
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Registerer == nil || opts.Gatherer == nil {
+		reg := prometheus.NewRegistry()
+		opts.Registerer, opts.Gatherer = reg, reg
+	}
+	s := &Server{opts: opts, log: opts.Logger, metrics: newMetrics(opts.Registerer)}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", s.routeRoot)
+	mux.HandleFunc("/v1/models/", s.routeModels)
+	mux.HandleFunc("/ping", s.only(http.MethodGet, "readiness", s.handleReadiness))
+	mux.HandleFunc("/invocations", s.only(http.MethodPost, "predict", s.handlePredict))
+	mux.Handle("/metrics", promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{}))
+	s.handler = s.accessLog(mux)
+	return s
+}
+
+// Handler returns the server's HTTP handler.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// SetReady publishes a loaded model; from now on readiness answers {} and
+// predict runs.
+func (s *Server) SetReady(m Model) {
+	lm := &loadedModel{Model: m, dtypes: make(map[string]tensor.DType)}
+	for _, in := range m.Signature.Inputs {
+		lm.dtypes[in.Name] = in.DType
+	}
+	for _, out := range m.Signature.Outputs {
+		lm.outputNames = append(lm.outputNames, out.Name)
+	}
+	lm.schema = schemaJSON(m.Signature)
+	s.model.Store(lm)
+	s.metrics.ready.Set(1)
+}
+
+// SetClosing makes readiness and new predicts answer 503 while requests in
+// flight finish, so a load balancer stops sending before shutdown.
+func (s *Server) SetClosing() {
+	s.closing.Store(true)
+	s.metrics.ready.Set(0)
+}
+
+func (s *Server) readyModel() (*loadedModel, error) {
+	if s.closing.Load() {
+		return nil, errShuttingDown
+	}
+	m := s.model.Load()
+	if m == nil {
+		return nil, errNotReady
+	}
+	return m, nil
+}
+
+func (s *Server) routeRoot(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != "/" {
+		writeDetail(w, http.StatusNotFound, "Not Found")
+		return
+	}
+	s.only(http.MethodGet, "liveness", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, []byte("true"))
+	})(w, r)
+}
+
+// routeModels serves /v1/models/{name}[/loaded|/schema|:predict|:predict_binary].
+// The model name is ignored, as Truss does, and a GET of a :predict URL
+// answers like readiness because Truss clients poll it that way.
+func (s *Server) routeModels(w http.ResponseWriter, r *http.Request) {
+	rest := strings.TrimPrefix(r.URL.Path, "/v1/models/")
+	switch {
+	case rest == "":
+		writeDetail(w, http.StatusNotFound, "Not Found")
+	case strings.HasSuffix(rest, "/loaded") && !strings.Contains(strings.TrimSuffix(rest, "/loaded"), "/"):
+		s.only(http.MethodGet, "loaded", s.handleReadiness)(w, r)
+	case strings.HasSuffix(rest, "/schema") && !strings.Contains(strings.TrimSuffix(rest, "/schema"), "/"):
+		s.only(http.MethodGet, "schema", s.handleSchema)(w, r)
+	case strings.Contains(rest, "/"):
+		writeDetail(w, http.StatusNotFound, "Not Found")
+	case r.Method == http.MethodPost && (strings.HasSuffix(rest, ":predict") || strings.HasSuffix(rest, ":predict_binary")):
+		s.handlePredict(w, r)
+	default:
+		s.only(http.MethodGet, "readiness", s.handleReadiness)(w, r)
+	}
+}
+
+// only restricts a handler to one method, answering 405 like FastAPI.
+func (s *Server) only(method, route string, h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != method {
+			writeDetail(w, http.StatusMethodNotAllowed, "Method Not Allowed")
+			return
+		}
+		setRoute(r, route)
+		h(w, r)
+	}
+}
+
+func (s *Server) handleReadiness(w http.ResponseWriter, _ *http.Request) {
+	if _, err := s.readyModel(); err != nil {
+		s.writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, []byte("{}"))
+}
+
+func (s *Server) handleSchema(w http.ResponseWriter, _ *http.Request) {
+	m, err := s.readyModel()
+	if err != nil {
+		s.writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, m.schema)
+}
+
+func (s *Server) writeError(w http.ResponseWriter, err error) {
+	e := httpError(err, s.opts.MaxRequestBytes)
+	if e.status >= 500 && e.status != http.StatusServiceUnavailable {
+		s.log.Error("request failed", "status", e.status, "error", err)
+	}
+	body, _ := json.Marshal(map[string]string{"error": e.message})
+	w.Header().Set(headerErrorSource, errorSourceServer)
+	w.Header().Set(headerErrorCode, e.code)
+	writeJSON(w, e.status, body)
+}
+
+func writeJSON(w http.ResponseWriter, status int, body []byte) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	w.Write(body)
+}
+
+// writeDetail answers like FastAPI's defaults: {"detail": ...} with no Truss
+// error headers.
+func writeDetail(w http.ResponseWriter, status int, detail string) {
+	body, _ := json.Marshal(map[string]string{"detail": detail})
+	writeJSON(w, status, body)
+}
