@@ -51,6 +51,27 @@ type Runtime struct {
 	// MaxRequestBytes caps a request body; larger bodies get 413. Default
 	// 100 MiB.
 	MaxRequestBytes int64 `yaml:"max_request_bytes"`
+	// Batching configures dynamic batching of predict requests.
+	Batching Batching `yaml:"batching"`
+}
+
+// Batching configures the dynamic batcher (see package batching).
+type Batching struct {
+	// MaxBatchSize is the most rows (along dimension 0, not requests) one
+	// execution takes; 0 disables batching. Default 32.
+	MaxBatchSize int `yaml:"max_batch_size"`
+	// MaxQueueDelayUS is the longest a request waits for its batch to
+	// fill, in microseconds. Default 1000.
+	MaxQueueDelayUS int `yaml:"max_queue_delay_us"`
+	// PreferredBatchSizes are row counts sent at once when reached.
+	// Default none.
+	PreferredBatchSizes []int `yaml:"preferred_batch_sizes"`
+	// MaxQueueSize is the most requests waiting; a full queue answers 429
+	// at once. Default 1024.
+	MaxQueueSize int `yaml:"max_queue_size"`
+	// QueueTimeoutMS is the longest a request may wait in the queue, in
+	// milliseconds, before it gets 429; 0 means no limit. Default 0.
+	QueueTimeoutMS int `yaml:"queue_timeout_ms"`
 }
 
 // Defaults returns the configuration used for anything a file leaves out.
@@ -62,6 +83,11 @@ func Defaults() Config {
 			PredictTimeoutS:      600,
 			StreamingReadTimeout: 60,
 			MaxRequestBytes:      100 << 20,
+			Batching: Batching{
+				MaxBatchSize:    32,
+				MaxQueueDelayUS: 1000,
+				MaxQueueSize:    1024,
+			},
 		},
 	}
 }
@@ -111,6 +137,25 @@ func (c *Config) validate() error {
 	case r.MaxRequestBytes <= 0:
 		return fmt.Errorf("runtime.max_request_bytes must be positive, got %d", r.MaxRequestBytes)
 	}
+	return r.Batching.validate()
+}
+
+func (b Batching) validate() error {
+	switch {
+	case b.MaxBatchSize < 0:
+		return fmt.Errorf("runtime.batching.max_batch_size must not be negative, got %d", b.MaxBatchSize)
+	case b.MaxQueueDelayUS < 0:
+		return fmt.Errorf("runtime.batching.max_queue_delay_us must not be negative, got %d", b.MaxQueueDelayUS)
+	case b.MaxQueueSize < 1:
+		return fmt.Errorf("runtime.batching.max_queue_size must be at least 1, got %d", b.MaxQueueSize)
+	case b.QueueTimeoutMS < 0:
+		return fmt.Errorf("runtime.batching.queue_timeout_ms must not be negative, got %d", b.QueueTimeoutMS)
+	}
+	for _, n := range b.PreferredBatchSizes {
+		if n < 1 || (b.MaxBatchSize > 0 && n > b.MaxBatchSize) {
+			return fmt.Errorf("runtime.batching.preferred_batch_sizes: %d is not between 1 and max_batch_size %d", n, b.MaxBatchSize)
+		}
+	}
 	return nil
 }
 
@@ -128,6 +173,10 @@ var schema = map[string]map[string]bool{
 		"enable_tracing_data": true, "enable_debug_logs": true, "transport": true,
 		"is_websocket_endpoint": true, "health_checks": true, "truss_server_version_override": true,
 		"max_request_bytes": true, "batching": true,
+	},
+	"runtime.batching": {
+		"max_batch_size": true, "max_queue_delay_us": true, "preferred_batch_sizes": true,
+		"max_queue_size": true, "queue_timeout_ms": true,
 	},
 	"model_cache": nil, "weights": nil, "external_data": nil, "data_dir": nil,
 	"model_module_dir": nil, "model_class_filename": nil, "model_class_name": nil,
@@ -155,12 +204,25 @@ func unknownKeys(root *yaml.Node) []string {
 		if sub == nil || value.Kind != yaml.MappingNode {
 			continue
 		}
-		for j := 0; j+1 < len(value.Content); j += 2 {
-			if k := value.Content[j].Value; !sub[k] {
-				unknown = append(unknown, key+"."+k)
-			}
-		}
+		unknown = append(unknown, unknownIn(key, value, sub)...)
 	}
 	sort.Strings(unknown)
+	return unknown
+}
+
+// unknownIn lists the keys of mapping node m (at dotted path) that known
+// lacks, descending into sections the schema describes.
+func unknownIn(path string, m *yaml.Node, known map[string]bool) []string {
+	var unknown []string
+	for j := 0; j+1 < len(m.Content); j += 2 {
+		k, v := m.Content[j].Value, m.Content[j+1]
+		if !known[k] {
+			unknown = append(unknown, path+"."+k)
+			continue
+		}
+		if sub, ok := schema[path+"."+k]; ok && v.Kind == yaml.MappingNode {
+			unknown = append(unknown, unknownIn(path+"."+k, v, sub)...)
+		}
+	}
 	return unknown
 }

@@ -25,6 +25,10 @@ func TestParse(t *testing.T) {
 			func(c *Config) {
 				c.ModelName, c.Resources.Accelerator, c.Runtime.StreamingReadTimeout = "x", "H100:2", 5
 			}, nil},
+		{"batching", "runtime:\n  batching:\n    max_batch_size: 0\n    preferred_batch_sizes: [4, 8]\n    queue_timeout_ms: 50\n    max_queue_delay: 3\n",
+			func(c *Config) {
+				c.Runtime.Batching.MaxBatchSize, c.Runtime.Batching.PreferredBatchSizes, c.Runtime.Batching.QueueTimeoutMS = 0, []int{4, 8}, 50
+			}, []string{"runtime.batching.max_queue_delay"}},
 		{"unknown keys", "model_name: x\nmodle_name: y\nruntime:\n  predict_concurency: 3\nresources:\n  gpus: 1\n",
 			func(c *Config) { c.ModelName = "x" }, []string{"modle_name", "resources.gpus", "runtime.predict_concurency"}},
 	}

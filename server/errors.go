@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/modelserver/modelserver/batching"
 	"github.com/modelserver/modelserver/codec"
 	"github.com/modelserver/modelserver/engine"
 )
@@ -32,43 +33,49 @@ const notReadyMessage = "Model with name model is not ready."
 
 // Errors produced by the transport itself.
 var (
-	errNotReady      = errors.New(notReadyMessage)
-	errBodyTooLarge  = errors.New("request body too large")
-	errClientGone    = errors.New("Client disconnected while reading request.")
-	errShuttingDown  = errors.New("server is shutting down")
-	errNoSchemaFound = errors.New("No schema found")
+	errNotReady     = errors.New(notReadyMessage)
+	errBodyTooLarge = errors.New("request body too large")
+	errClientGone   = errors.New("Client disconnected while reading request.")
+	errShuttingDown = errors.New("server is shutting down")
 )
 
-// apiError is an error as the HTTP transport answers it.
+// apiError is an error as the HTTP transport answers it. outcome is the
+// request-count metric's label for it.
 type apiError struct {
 	status  int
 	code    string
 	message string
+	outcome string
 }
 
 // httpError maps every error a handler can meet to its status, Truss error
-// code and message. It is the only place that does; keep it table-tested.
+// code, message and outcome label. It is the only place that does; keep it
+// table-tested.
 func httpError(err error, maxBody int64) apiError {
 	switch {
 	case errors.Is(err, errNotReady):
-		return apiError{http.StatusServiceUnavailable, codeModel, notReadyMessage}
-	case errors.Is(err, errShuttingDown):
-		return apiError{http.StatusServiceUnavailable, codeModel, "Server is shutting down."}
+		return apiError{http.StatusServiceUnavailable, codeModel, notReadyMessage, "not_ready"}
+	case errors.Is(err, errShuttingDown), errors.Is(err, batching.ErrClosed):
+		return apiError{http.StatusServiceUnavailable, codeModel, "Server is shutting down.", "not_ready"}
 	case errors.Is(err, errBodyTooLarge):
 		return apiError{http.StatusRequestEntityTooLarge, codeClient,
-			fmt.Sprintf("Request body too large: the limit is %d bytes.", maxBody)}
+			fmt.Sprintf("Request body too large: the limit is %d bytes.", maxBody), "too_large"}
 	case errors.Is(err, errClientGone):
-		return apiError{StatusClientClosedRequest, codeModel, errClientGone.Error()}
+		return apiError{StatusClientClosedRequest, codeModel, errClientGone.Error(), "cancelled"}
 	case errors.Is(err, codec.ErrMalformed), errors.Is(err, engine.ErrInvalidInput):
-		return apiError{http.StatusBadRequest, codeClient, err.Error()}
+		return apiError{http.StatusBadRequest, codeClient, err.Error(), "invalid_input"}
+	case errors.Is(err, batching.ErrQueueFull):
+		return apiError{http.StatusTooManyRequests, codeModel, "Server overloaded: the request queue is full, retry later.", "queue_full"}
+	case errors.Is(err, batching.ErrQueueTimeout):
+		return apiError{http.StatusTooManyRequests, codeModel, "Server overloaded: the request waited too long in the queue, retry later.", "queue_timeout"}
 	case errors.Is(err, context.Canceled):
-		return apiError{StatusClientClosedRequest, codeModel, "Client disconnected, skipping `predict`."}
+		return apiError{StatusClientClosedRequest, codeModel, "Client disconnected, skipping `predict`.", "cancelled"}
 	case errors.Is(err, context.DeadlineExceeded):
-		return apiError{http.StatusGatewayTimeout, codeModel, "Predict deadline exceeded."}
+		return apiError{http.StatusGatewayTimeout, codeModel, "Predict deadline exceeded.", "deadline"}
+	case errors.Is(err, errStreamStalled):
+		return apiError{http.StatusGatewayTimeout, codeModel, errStreamStalled.Error(), "deadline"}
 	case errors.Is(err, engine.ErrRuntime):
-		return apiError{http.StatusInternalServerError, codeModel, err.Error()}
-	case errors.Is(err, errNoSchemaFound):
-		return apiError{http.StatusNotFound, codeModel, errNoSchemaFound.Error()}
+		return apiError{http.StatusInternalServerError, codeModel, err.Error(), "model_error"}
 	}
-	return apiError{http.StatusInternalServerError, codeUnexpected, "Unhandled exception: " + err.Error()}
+	return apiError{http.StatusInternalServerError, codeUnexpected, "Unhandled exception: " + err.Error(), "error"}
 }

@@ -19,21 +19,21 @@ func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
 	setRoute(r, "predict")
 	m, err := s.readyModel()
 	if err != nil {
-		s.writeError(w, err)
+		s.writeError(w, r, err)
 		return
 	}
 	body, err := s.readBody(w, r)
 	if err != nil {
-		s.writeError(w, err)
+		s.writeError(w, r, err)
 		return
 	}
 	inputs, format, err := codec.DecodeTensors(body, isBinary(r.Header.Get("Content-Type")), m.dtypeOf)
 	if err != nil {
-		s.writeError(w, err)
+		s.writeError(w, r, err)
 		return
 	}
 	if err := m.Signature.Check(inputs); err != nil {
-		s.writeError(w, err)
+		s.writeError(w, r, err)
 		return
 	}
 	ctx := r.Context()
@@ -42,17 +42,21 @@ func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel = context.WithTimeout(ctx, s.opts.PredictTimeout)
 		defer cancel()
 	}
+	if m.Streamer != nil {
+		s.serveStream(w, r, ctx, m, inputs, format)
+		return
+	}
 	outputs, err := m.Predictor.Predict(ctx, inputs)
 	if err != nil {
 		if r.Context().Err() != nil {
 			err = context.Canceled // the client left; a deadline that fired too is moot
 		}
-		s.writeError(w, err)
+		s.writeError(w, r, err)
 		return
 	}
 	payload, err := codec.EncodeTensors(outputs, m.outputNames, format)
 	if err != nil {
-		s.writeError(w, err)
+		s.writeError(w, r, err)
 		return
 	}
 	w.Header().Set("Content-Type", format.ContentType())
@@ -105,8 +109,9 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error
 // requestTimer is stored in each request's context by accessLog so handlers
 // can name the route they served.
 type requestTimer struct {
-	route string
-	start time.Time
+	route   string
+	outcome string // "" until an error names one; "ok" for success
+	start   time.Time
 }
 
 type requestTimerKey struct{}
@@ -114,6 +119,12 @@ type requestTimerKey struct{}
 func setRoute(r *http.Request, route string) {
 	if t, ok := r.Context().Value(requestTimerKey{}).(*requestTimer); ok {
 		t.route = route
+	}
+}
+
+func setOutcome(r *http.Request, outcome string) {
+	if t, ok := r.Context().Value(requestTimerKey{}).(*requestTimer); ok {
+		t.outcome = outcome
 	}
 }
 

@@ -10,11 +10,11 @@ import (
 // answer: JSON schemas of the input and output objects, each property
 // carrying the tensor's dtype and shape: an integer for a fixed dimension,
 // the dimension's symbolic name (or null) for a dynamic one.
-func schemaJSON(sig engine.Signature) []byte {
+func schemaJSON(sig engine.Signature, streaming bool) []byte {
 	body, _ := json.Marshal(map[string]any{
 		"input_schema":       objectSchema(sig.Inputs),
 		"output_schema":      objectSchema(sig.Outputs),
-		"supports_streaming": false,
+		"supports_streaming": streaming,
 	})
 	return body
 }

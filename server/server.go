@@ -25,7 +25,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/modelserver/modelserver/codec"
 	"github.com/modelserver/modelserver/engine"
 	"github.com/modelserver/modelserver/tensor"
 )
@@ -36,10 +35,12 @@ type Predictor interface {
 	Predict(ctx context.Context, inputs map[string]tensor.Tensor) (map[string]tensor.Tensor, error)
 }
 
-// Model is what the server needs of a loaded model.
+// Model is what the server needs of a loaded model: a Predictor for models
+// that answer once, or a Streamer for models that answer in chunks.
 type Model struct {
 	Signature engine.Signature
 	Predictor Predictor
+	Streamer  Streamer
 }
 
 // Options configure a Server. Zero fields take the documented defaults.
@@ -49,6 +50,15 @@ type Options struct {
 	// PredictTimeout bounds queueing plus execution of one predict; past it
 	// the request gets 504. 0 means no limit.
 	PredictTimeout time.Duration
+	// StreamingReadTimeout is the longest gap allowed between two chunks of
+	// a streamed answer; a stalled stream is aborted. Default 60 s.
+	StreamingReadTimeout time.Duration
+	// WebSocketMaxMessageBytes caps one WebSocket message; a larger one
+	// closes the connection with 1009. Default 100 MiB.
+	WebSocketMaxMessageBytes int64
+	// WebSocketPingInterval is the keep-alive ping period; a peer silent
+	// for two periods is dropped. Default 20 s.
+	WebSocketPingInterval time.Duration
 	// Logger receives the access log and errors. Default slog.Default().
 	Logger *slog.Logger
 	// Registerer receives the server's metrics; Gatherer serves /metrics.
@@ -57,8 +67,13 @@ type Options struct {
 	Gatherer   prometheus.Gatherer
 }
 
-// DefaultMaxRequestBytes is the default body limit, Truss's 100 MiB.
-const DefaultMaxRequestBytes = 100 << 20
+// Defaults of Options.
+const (
+	// DefaultMaxRequestBytes is Truss's body limit, 100 MiB.
+	DefaultMaxRequestBytes = 100 << 20
+	// DefaultStreamingReadTimeout is Truss's runtime.streaming_read_timeout.
+	DefaultStreamingReadTimeout = 60 * time.Second
+)
 
 // Server serves one model over HTTP.
 type Server struct {
@@ -82,6 +97,15 @@ func New(opts Options) *Server {
 	if opts.MaxRequestBytes <= 0 {
 		opts.MaxRequestBytes = DefaultMaxRequestBytes
 	}
+	if opts.StreamingReadTimeout <= 0 {
+		opts.StreamingReadTimeout = DefaultStreamingReadTimeout
+	}
+	if opts.WebSocketMaxMessageBytes <= 0 {
+		opts.WebSocketMaxMessageBytes = DefaultWebSocketMaxMessageBytes
+	}
+	if opts.WebSocketPingInterval <= 0 {
+		opts.WebSocketPingInterval = DefaultWebSocketPingInterval
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -93,6 +117,7 @@ func New(opts Options) *Server {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", s.routeRoot)
 	mux.HandleFunc("/v1/models/", s.routeModels)
+	mux.HandleFunc("/v1/websocket", s.handleWebSocket)
 	mux.HandleFunc("/ping", s.only(http.MethodGet, "readiness", s.handleReadiness))
 	mux.HandleFunc("/invocations", s.only(http.MethodPost, "predict", s.handlePredict))
 	mux.Handle("/metrics", promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{}))
@@ -113,7 +138,7 @@ func (s *Server) SetReady(m Model) {
 	for _, out := range m.Signature.Outputs {
 		lm.outputNames = append(lm.outputNames, out.Name)
 	}
-	lm.schema = schemaJSON(m.Signature)
+	lm.schema = schemaJSON(m.Signature, m.Streamer != nil)
 	s.model.Store(lm)
 	s.metrics.ready.Set(1)
 }
@@ -179,29 +204,30 @@ func (s *Server) only(method, route string, h http.HandlerFunc) http.HandlerFunc
 	}
 }
 
-func (s *Server) handleReadiness(w http.ResponseWriter, _ *http.Request) {
+func (s *Server) handleReadiness(w http.ResponseWriter, r *http.Request) {
 	if _, err := s.readyModel(); err != nil {
-		s.writeError(w, err)
+		s.writeError(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, []byte("{}"))
 }
 
-func (s *Server) handleSchema(w http.ResponseWriter, _ *http.Request) {
+func (s *Server) handleSchema(w http.ResponseWriter, r *http.Request) {
 	m, err := s.readyModel()
 	if err != nil {
-		s.writeError(w, err)
+		s.writeError(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, m.schema)
 }
 
-func (s *Server) writeError(w http.ResponseWriter, err error) {
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	e := httpError(err, s.opts.MaxRequestBytes)
+	setOutcome(r, e.outcome)
 	if e.status >= 500 && e.status != http.StatusServiceUnavailable {
 		s.log.Error("request failed", "status", e.status, "error", err)
 	}
-	body, _ := json.Marshal(map[string]string{"error": e.message})
+	body := mustJSON(map[string]string{"error": e.message})
 	w.Header().Set(headerErrorSource, errorSourceServer)
 	w.Header().Set(headerErrorCode, e.code)
 	writeJSON(w, e.status, body)
@@ -219,4 +245,13 @@ func writeJSON(w http.ResponseWriter, status int, body []byte) {
 func writeDetail(w http.ResponseWriter, status int, detail string) {
 	body, _ := json.Marshal(map[string]string{"detail": detail})
 	writeJSON(w, status, body)
+}
+
+// mustJSON marshals values that cannot fail to marshal (maps of strings).
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"go.uber.org/goleak"
 
+	"github.com/modelserver/modelserver/batching"
 	"github.com/modelserver/modelserver/codec"
 	"github.com/modelserver/modelserver/engine"
 	"github.com/modelserver/modelserver/tensor"
@@ -69,6 +70,13 @@ func newTestServer(t *testing.T, ready bool, opts Options) *httptest.Server {
 	ts := httptest.NewServer(s.Handler())
 	t.Cleanup(ts.Close)
 	return ts
+}
+
+func newHTTPTestServer(t *testing.T, s *Server) string {
+	t.Helper()
+	ts := httptest.NewServer(s.Handler())
+	t.Cleanup(ts.Close)
+	return ts.URL
 }
 
 type response struct {
@@ -303,25 +311,30 @@ func TestBodyLimitWithoutContentLength(t *testing.T) {
 
 func TestHTTPErrorMapping(t *testing.T) {
 	tests := []struct {
-		err    error
-		status int
-		code   string
+		err     error
+		status  int
+		code    string
+		outcome string
 	}{
-		{errNotReady, 503, "600"},
-		{errShuttingDown, 503, "600"},
-		{errBodyTooLarge, 413, "700"},
-		{errClientGone, 499, "600"},
-		{fmt.Errorf("%w: bad", codec.ErrMalformed), 400, "700"},
-		{fmt.Errorf("%w: bad", engine.ErrInvalidInput), 400, "700"},
-		{context.Canceled, 499, "600"},
-		{fmt.Errorf("wrapped: %w", context.DeadlineExceeded), 504, "600"},
-		{fmt.Errorf("%w: boom", engine.ErrRuntime), 500, "600"},
-		{errors.New("surprise"), 500, "500"},
+		{errNotReady, 503, "600", "not_ready"},
+		{errShuttingDown, 503, "600", "not_ready"},
+		{batching.ErrClosed, 503, "600", "not_ready"},
+		{errBodyTooLarge, 413, "700", "too_large"},
+		{errClientGone, 499, "600", "cancelled"},
+		{fmt.Errorf("%w: bad", codec.ErrMalformed), 400, "700", "invalid_input"},
+		{fmt.Errorf("%w: bad", engine.ErrInvalidInput), 400, "700", "invalid_input"},
+		{batching.ErrQueueFull, 429, "600", "queue_full"},
+		{fmt.Errorf("x: %w", batching.ErrQueueTimeout), 429, "600", "queue_timeout"},
+		{context.Canceled, 499, "600", "cancelled"},
+		{fmt.Errorf("wrapped: %w", context.DeadlineExceeded), 504, "600", "deadline"},
+		{errStreamStalled, 504, "600", "deadline"},
+		{fmt.Errorf("%w: boom", engine.ErrRuntime), 500, "600", "model_error"},
+		{errors.New("surprise"), 500, "500", "error"},
 	}
 	for _, tt := range tests {
 		got := httpError(tt.err, 1)
-		if got.status != tt.status || got.code != tt.code || got.message == "" {
-			t.Errorf("httpError(%v) = %d %s %q, want %d %s", tt.err, got.status, got.code, got.message, tt.status, tt.code)
+		if got.status != tt.status || got.code != tt.code || got.outcome != tt.outcome || got.message == "" {
+			t.Errorf("httpError(%v) = %d %s %s %q, want %d %s %s", tt.err, got.status, got.code, got.outcome, got.message, tt.status, tt.code, tt.outcome)
 		}
 	}
 }
@@ -332,8 +345,8 @@ func TestMetrics(t *testing.T) {
 	do(t, ts, "POST", "/v1/models/model:predict", "", []byte(`{`))
 	got := do(t, ts, "GET", "/metrics", "", nil)
 	for _, want := range []string{
-		`modelserver_http_requests_total{code="200",route="predict"} 1`,
-		`modelserver_http_requests_total{code="400",route="predict"} 1`,
+		`modelserver_http_requests_total{code="200",outcome="ok",route="predict"} 1`,
+		`modelserver_http_requests_total{code="400",outcome="invalid_input",route="predict"} 1`,
 		`modelserver_model_ready 1`,
 		`modelserver_http_request_duration_seconds_count{route="predict"} 2`,
 	} {

@@ -45,15 +45,14 @@ func TestPythonMsgpackNumpyInterop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// numpy has no bfloat16 without ml_dtypes, so the client cannot send it.
 	var dtypes []string
 	for name, p := range schema.Input.Properties {
-		if strings.HasPrefix(name, "x_") && name != "x_scalar" && p.DType != "bfloat16" {
+		if strings.HasPrefix(name, "x_") && name != "x_scalar" {
 			dtypes = append(dtypes, p.DType)
 		}
 	}
 	sort.Strings(dtypes)
-	want := []string{"bool", "float16", "float32", "float64", "int16", "int32", "int64", "int8", "uint16", "uint32", "uint64", "uint8"}
+	want := []string{"bfloat16", "bool", "float16", "float32", "float64", "int16", "int32", "int64", "int8", "uint16", "uint32", "uint64", "uint8"}
 	if strings.Join(dtypes, " ") != strings.Join(want, " ") {
 		t.Fatalf("identity model takes %v, want at least %v", dtypes, want)
 	}

@@ -27,6 +27,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/modelserver/modelserver/batching"
+	"github.com/modelserver/modelserver/config"
 	"github.com/modelserver/modelserver/cuda"
 	"github.com/modelserver/modelserver/engine"
 	"github.com/modelserver/modelserver/models"
@@ -176,7 +177,8 @@ func run(args []string, stderr io.Writer) error {
 	}
 
 	loaded := make(chan loadResult, 1)
-	go func() { loaded <- load(src, f, rt.PredictConcurrency, log) }()
+	batchOpts := batchingOptions(rt, server.NewBatchObserver(reg, log))
+	go func() { loaded <- load(src, f, batchOpts, log) }()
 	var model engine.Model
 	var batcher *batching.Batcher
 wait:
@@ -223,7 +225,7 @@ type loadResult struct {
 
 // load creates the runtime session, which may take long for big models; the
 // server answers 503 on readiness meanwhile.
-func load(src *models.Source, f flags, predictConcurrency int, log *slog.Logger) loadResult {
+func load(src *models.Source, f flags, batchOpts []batching.Option, log *slog.Logger) loadResult {
 	start := time.Now()
 	log.Info("Executing model.load()...", "model", src.Name)
 	opts := engine.ONNXOptions{IntraOpThreads: f.intraOpThreads}
@@ -238,7 +240,21 @@ func load(src *models.Source, f flags, predictConcurrency int, log *slog.Logger)
 		log.Error("Exception while loading model", "model", src.Name, "error", err)
 		return loadResult{err: fmt.Errorf("loading model %s: %w", src.Name, err)}
 	}
-	b := batching.New(m, batching.WithPredictConcurrency(predictConcurrency))
+	b := batching.New(m, batchOpts...)
 	log.Info(fmt.Sprintf("Completed model.load() execution in %d ms", time.Since(start).Milliseconds()), "model", src.Name)
 	return loadResult{model: m, batcher: b}
+}
+
+// batchingOptions turns config.yaml's runtime section into batcher options.
+func batchingOptions(rt config.Runtime, obs batching.Observer) []batching.Option {
+	bc := rt.Batching
+	return []batching.Option{
+		batching.WithPredictConcurrency(rt.PredictConcurrency),
+		batching.WithMaxBatchSize(bc.MaxBatchSize),
+		batching.WithMaxQueueDelay(time.Duration(bc.MaxQueueDelayUS) * time.Microsecond),
+		batching.WithPreferredBatchSizes(bc.PreferredBatchSizes...),
+		batching.WithMaxQueueSize(bc.MaxQueueSize),
+		batching.WithQueueTimeout(time.Duration(bc.QueueTimeoutMS) * time.Millisecond),
+		batching.WithObserver(obs),
+	}
 }

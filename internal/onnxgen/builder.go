@@ -9,9 +9,8 @@ import (
 	"github.com/modelserver/modelserver/tensor"
 )
 
-// IRVersion is the ONNX IR version of every model a Builder writes. Version 8
-// is the newest that onnxpb's schema describes; ONNX Runtime 1.24 reads
-// versions 3 to 11.
+// IRVersion is the ONNX IR version of every model a Builder writes: the
+// newest that onnxpb's schema describes, read by every ONNX Runtime since 1.10.
 const IRVersion = 8
 
 // Dim is one dimension of a graph input or output: a fixed size or a named
@@ -59,9 +58,8 @@ func String(name, v string) Attr {
 // data does not match its shape) and Bytes reports it, so a model is built
 // without checking every call. A Builder is not safe for concurrent use.
 type Builder struct {
-	graphName string
-	opset     int64
-	graph     onnxpb.GraphProto
+	opset int64
+	graph onnxpb.GraphProto
 	// defined holds every value name produced so far (graph inputs,
 	// initializers and node outputs); ONNX graphs are in SSA form and list
 	// nodes in topological order, so each name is defined once, before use.
@@ -73,7 +71,7 @@ type Builder struct {
 // NewBuilder starts a graph named graphName that imports opset of the
 // default ONNX operator domain.
 func NewBuilder(graphName string, opset int64) *Builder {
-	b := &Builder{graphName: graphName, opset: opset, defined: make(map[string]bool), outputs: make(map[string]bool)}
+	b := &Builder{opset: opset, defined: make(map[string]bool), outputs: make(map[string]bool)}
 	b.graph.Name = graphName
 	if opset < 1 {
 		b.fail(fmt.Errorf("opset %d: must be at least 1", opset))
@@ -83,7 +81,7 @@ func NewBuilder(graphName string, opset int64) *Builder {
 
 func (b *Builder) fail(err error) {
 	if b.err == nil {
-		b.err = fmt.Errorf("onnxgen: graph %q: %w", b.graphName, err)
+		b.err = fmt.Errorf("onnxgen: graph %q: %w", b.graph.Name, err)
 	}
 }
 
@@ -194,11 +192,11 @@ func (b *Builder) Bytes() ([]byte, error) {
 		return nil, b.err
 	}
 	if len(b.graph.Output) == 0 {
-		return nil, fmt.Errorf("onnxgen: graph %q has no outputs", b.graphName)
+		return nil, fmt.Errorf("onnxgen: graph %q has no outputs", b.graph.Name)
 	}
 	for _, o := range b.graph.Output {
 		if !b.defined[o.Name] {
-			return nil, fmt.Errorf("onnxgen: graph %q: output %q is not produced by any input, initializer or node", b.graphName, o.Name)
+			return nil, fmt.Errorf("onnxgen: graph %q: output %q is not produced by any input, initializer or node", b.graph.Name, o.Name)
 		}
 	}
 	model := &onnxpb.ModelProto{

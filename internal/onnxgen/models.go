@@ -92,8 +92,9 @@ func mlpLayers(opts MLPOptions) ([]denseLayer, error) {
 	return layers, nil
 }
 
-// identityDTypes are the dtypes ONNX Runtime's CPU Identity kernel accepts:
-// every dtype but the complex ones, for which the runtime has no kernels.
+// identityDTypes are the dtypes ONNX Runtime's Identity accepts: every dtype
+// but the complex ones, which the runtime does not register as tensor types
+// at all (a model using them fails to load).
 func identityDTypes() []tensor.DType {
 	var out []tensor.DType
 	for _, d := range tensor.AllDTypes() {
