@@ -99,3 +99,10 @@ func (b *Batcher) Settled() (until time.Time, ok bool) {
 	}
 	return b.waitUntil, true
 }
+
+// QueueDepthForTest returns the number of queued requests.
+func (b *Batcher) QueueDepthForTest() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.depth
+}

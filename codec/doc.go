@@ -15,6 +15,16 @@
 // chains); DecodeTensors and EncodeTensors handle the predict body of a
 // tensor model, a map from input or output name to tensor.
 //
+// Choices where Python offers no single answer:
+//   - bfloat16 is written with the type name "bfloat16", which numpy parses
+//     once ml_dtypes is imported. Read are "bfloat16" anywhere, and, for an
+//     input the model declares bfloat16, the forms numpy itself produces for
+//     an ml_dtypes array: typestr "<V2" and the descr [("", "<V2")].
+//   - JSON numbers are parsed as float64 and then cast, as json.loads and
+//     numpy do, so a decoded tensor matches what Truss would have built bit
+//     for bit (float16 rounds once, from float64; bfloat16 via float32 as
+//     in ml_dtypes). JSON lists are written with NaN and ±Inf as null.
+//
 // Contract:
 //   - Buffer ownership: decoded tensors and []byte values may alias the
 //     body (zero-copy); the caller must keep the body alive and unmodified

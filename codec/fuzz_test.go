@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"testing"
 	"unicode/utf8"
@@ -131,11 +132,21 @@ func FuzzDecodeTensorsMsgpack(f *testing.F) {
 	seedGolden(f, "predict-*.msgpack")
 	f.Fuzz(func(t *testing.T, body []byte) {
 		got, format, err := DecodeTensors(body, true, testInputs)
+		// The in-place decoder must agree on every body, valid or not.
+		inPlace, _, errInPlace := DecodeTensorsInPlace(bytes.Clone(body), true, testInputs)
+		if (err == nil) != (errInPlace == nil) {
+			t.Fatalf("DecodeTensors error %v, DecodeTensorsInPlace error %v", err, errInPlace)
+		}
 		if err != nil {
 			if !errors.Is(err, ErrMalformed) {
 				t.Fatalf("error %q does not wrap ErrMalformed", err)
 			}
 			return
+		}
+		for name, want := range got {
+			if g := inPlace[name]; g.DType != want.DType || !bytes.Equal(g.Data, want.Data) || !slices.Equal(g.Shape, want.Shape) {
+				t.Fatalf("input %q: in place %v, copied %v", name, g, want)
+			}
 		}
 		checkRoundTrip(t, got, format, FormatMsgpack)
 	})
@@ -205,19 +216,19 @@ func nullNonFinite(v tensor.Tensor) tensor.Tensor {
 		switch v.DType {
 		case tensor.Float16:
 			if f := float16ToFloat32(le.Uint16(e)); math.IsNaN(float64(f)) || math.IsInf(float64(f), 0) {
-				le.PutUint16(e, float64ToFloat16(math.NaN()))
+				le.PutUint16(e, float64ToFloat16(pyNaN))
 			}
 		case tensor.BFloat16:
 			if f := bfloat16ToFloat32(le.Uint16(e)); math.IsNaN(float64(f)) || math.IsInf(float64(f), 0) {
-				le.PutUint16(e, float64ToBFloat16(math.NaN()))
+				le.PutUint16(e, float64ToBFloat16(pyNaN))
 			}
 		case tensor.Float32:
 			if f := float64(math.Float32frombits(le.Uint32(e))); math.IsNaN(f) || math.IsInf(f, 0) {
-				le.PutUint32(e, math.Float32bits(float32(math.NaN())))
+				le.PutUint32(e, math.Float32bits(float32(pyNaN)))
 			}
 		case tensor.Float64:
 			if f := math.Float64frombits(le.Uint64(e)); math.IsNaN(f) || math.IsInf(f, 0) {
-				le.PutUint64(e, math.Float64bits(math.NaN()))
+				le.PutUint64(e, math.Float64bits(pyNaN))
 			}
 		}
 	}

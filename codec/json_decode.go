@@ -3,6 +3,7 @@ package codec
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -166,20 +167,19 @@ func (s *jsonScanner) hasLiteral(lit string) bool {
 func (s *jsonScanner) str() ([]byte, error) {
 	start := s.off
 	s.off++
-	i := s.off
-	for i < len(s.buf) && s.buf[i] != '"' && s.buf[i] != '\\' && s.buf[i] >= 0x20 {
-		i++
-	}
-	if i < len(s.buf) && s.buf[i] == '"' {
-		raw := s.buf[s.off:i]
-		s.off = i + 1
-		if !utf8.Valid(raw) {
-			return nil, s.syntaxErr(start, "Invalid UTF-8 in string starting at")
+	// Fast path, for keys and for megabytes of base64 alike: the string
+	// ends at the next quote and holds no escape or control character.
+	if n := bytes.IndexByte(s.buf[s.off:], '"'); n >= 0 {
+		raw := s.buf[s.off : s.off+n]
+		if bytes.IndexByte(raw, '\\') < 0 && !hasControl(raw) {
+			s.off += n + 1
+			if !utf8.Valid(raw) {
+				return nil, s.syntaxErr(start, "Invalid UTF-8 in string starting at")
+			}
+			return raw, nil
 		}
-		return raw, nil
 	}
-	out := append([]byte(nil), s.buf[s.off:i]...)
-	s.off = i
+	var out []byte
 	for {
 		if s.off >= len(s.buf) {
 			return nil, s.syntaxErr(start, "Unterminated string starting at")
@@ -203,6 +203,27 @@ func (s *jsonScanner) str() ([]byte, error) {
 			s.off++
 		}
 	}
+}
+
+// hasControl reports whether b holds a byte below 0x20, eight bytes at a
+// time: subtracting 0x20 from every byte sets the top bit of a byte whose
+// top bit was clear only if that byte, or a lower one whose borrow ran on,
+// was below 0x20, so the test has no false hits.
+func hasControl(b []byte) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	for len(b) >= 8 {
+		x := binary.LittleEndian.Uint64(b)
+		if (x-0x20*ones)&^x&highs != 0 {
+			return true
+		}
+		b = b[8:]
+	}
+	for _, c := range b {
+		if c < 0x20 {
+			return true
+		}
+	}
+	return false
 }
 
 // escape decodes one backslash escape at s.off and appends it to out. Lone
@@ -434,7 +455,7 @@ func (s *jsonScanner) leaf(b *listBuilder) error {
 		ok = b.putNull()
 		s.off += 4
 	case c == 'N' && s.hasLiteral("NaN"):
-		ok = b.putFloat(math.NaN())
+		ok = b.putFloat(pyNaN)
 		s.off += 3
 	case c == 'I' && s.hasLiteral("Infinity"):
 		ok = b.putFloat(math.Inf(1))

@@ -1,10 +1,12 @@
 package codec
 
 import (
+	"bytes"
 	"encoding/base64"
 	"fmt"
 	"math"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -100,7 +102,8 @@ func jsonArrayFieldCases() []tensorsCase {
 	bf := tt(tensor.BFloat16, []int64{2}, le([]uint16{0x3f80, 0xc000}))
 	return append(cases,
 		tensorsCase{"bfloat16 as <V2", `{"bfloat16": ` + arrayField(bf.Data, "[2]", "<V2") + `}`, map[string]tensor.Tensor{"bfloat16": bf}},
-		tensorsCase{"extra members, any order, int shape", `{"int8": {"x": [1, {"y": null}], "dtype": "int8", "shape": 3, "data_b64": "AQID"}}`,
+		tensorsCase{"extra members, any order, int shape",
+			`{"int8": {"x": [1, {"y": null, "z": [true, false, NaN, Infinity, -Infinity, "s\"", -1.5e3, {}, []]}], "dtype": "int8", "shape": 3, "data_b64": "AQID"}}`,
 			map[string]tensor.Tensor{"int8": tt(tensor.Int8, []int64{3}, []byte{1, 2, 3})}},
 		tensorsCase{"0-d and zero-size", `{"float64": {"data_b64": "AAAAAAAA8D8=", "shape": [], "dtype": "float64"}, "int8": {"data_b64": "", "shape": [0, 5], "dtype": "int8"}}`,
 			map[string]tensor.Tensor{"float64": tt(tensor.Float64, []int64{}, le(1.0)), "int8": tt(tensor.Int8, []int64{0, 5}, nil)}},
@@ -149,6 +152,11 @@ var jsonErrorCases = []errorCase{
 	{"invalid UTF-8", []byte("{\"\xff\": 1}"), []string{"Invalid UTF-8 in string starting at"}},
 	{"position on line 3", []byte("{\n  \"float32\": [1,\n  x]}"), []string{"Expecting value: line 3 column 3 (char 21)"}},
 	{"unknown input", []byte(`{"nope": [1]}`), []string{`input "nope" is not an input of this model`}},
+	{"every escape in a name", []byte(`{"\"\\\/\b\f\n\r\t\u00e9\ud83d\ude00\ud800x": 1}`),
+		[]string{fmt.Sprintf("input %q is not", "\"\\/\b\f\n\r\té😀�x")}},
+	{"bool body", []byte(`true`), []string{"got a bool"}},
+	{"null body", []byte(` null`), []string{"got null"}},
+	{"invalid object body", []byte(`[{"a" 1}]`), []string{"Expecting ':' delimiter"}},
 	{"unknown escaped input", []byte(`{"in\u0074\/8": [1]}`), []string{`input "int/8" is not an input of this model`}},
 	{"ragged length", []byte(`{"float32": [[1, 2], [3]]}`), []string{`input "float32": ragged nested list: lists at nesting level 2 have 2 and 1 elements (char 21)`}},
 	{"ragged number after list", []byte(`{"float32": [[1], 2]}`), []string{`input "float32": ragged nested list: numbers at nesting levels 2 and 1 (char 18)`}},
@@ -233,8 +241,8 @@ var encodeListCases = []struct {
 		"z": tt(tensor.Float32, []int64{2, 0}, nil),
 		"e": tt(tensor.Float32, []int64{0, 2}, nil),
 	}, []string{"s", "z", "e"}, `{"s": 5, "z": [[], []], "e": []}`},
-	{"names escaped as json.dumps does", map[string]tensor.Tensor{"é\n\"\\\x7f😀": tt(tensor.Uint8, []int64{}, []byte{1})},
-		[]string{"é\n\"\\\x7f😀"}, `{"\u00e9\n\"\\\u007f\ud83d\ude00": 1}`},
+	{"names escaped as json.dumps does", map[string]tensor.Tensor{"é\n\"\\\x7f😀\b\f\r\t\x01": tt(tensor.Uint8, []int64{}, []byte{1})},
+		[]string{"é\n\"\\\x7f😀\b\f\r\t\x01"}, `{"\u00e9\n\"\\\u007f\ud83d\ude00\b\f\r\t\u0001": 1}`},
 	{"no outputs", map[string]tensor.Tensor{}, nil, `{}`},
 }
 
@@ -322,5 +330,26 @@ func TestGoldenJSON(t *testing.T) {
 			ext = ".json"
 		}
 		checkGolden(t, filepath.Join("testdata", "golden", "predict-"+f.String()+ext), got)
+	}
+}
+
+func TestHasControl(t *testing.T) {
+	for n := range 20 {
+		for pos := range n {
+			for c := range 256 {
+				b := bytes.Repeat([]byte{'a'}, n)
+				b[pos] = byte(c)
+				if n > 1 {
+					b[(pos+1)%n] = 0xff // a high byte next to it must not matter
+					if (pos+1)%n == pos {
+						continue
+					}
+				}
+				want := slices.ContainsFunc(b, func(x byte) bool { return x < 0x20 })
+				if got := hasControl(b); got != want {
+					t.Fatalf("hasControl(% x) = %v, want %v", b, got, want)
+				}
+			}
+		}
 	}
 }

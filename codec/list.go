@@ -160,11 +160,15 @@ func (b *listBuilder) putBool(v bool) bool {
 	return true
 }
 
+// pyNaN is the NaN that Python's float("nan") and json.loads produce; Go's
+// math.NaN() sets another payload bit, which numpy would keep in float64.
+var pyNaN = math.Float64frombits(0x7ff8000000000000)
+
 // putNull stores NaN, as numpy does for None in a float array.
 func (b *listBuilder) putNull() bool {
 	switch b.dtype {
 	case tensor.Float16, tensor.BFloat16, tensor.Float32, tensor.Float64, tensor.Complex64, tensor.Complex128:
-		return b.putFloat(math.NaN())
+		return b.putFloat(pyNaN)
 	}
 	return false
 }

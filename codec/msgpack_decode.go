@@ -6,6 +6,7 @@ import (
 	"math"
 	"strconv"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/modelserver/modelserver/tensor"
 )
@@ -89,6 +90,9 @@ type mpReader struct {
 	// voidAs is what a 2-byte void dtype means in the current input: see
 	// resolveDType.
 	voidAs tensor.DType
+	// inPlace allows moving and byte-swapping tensor data inside buf
+	// (DecodeTensorsInPlace), instead of copying it to align or swap it.
+	inPlace bool
 }
 
 func (r *mpReader) syntaxErr(at int, format string, args ...any) error {
@@ -373,13 +377,11 @@ var trussMarkers = [...]struct {
 // raise KeyError (a marker without the keys it reads) the map stays plain.
 func (r *mpReader) special(f fields) (any, error) {
 	for _, m := range trussMarkers {
-		if _, ok := f.get(m.key); !ok {
-			continue
+		if _, ok := f.get(m.key); ok {
+			if data, ok := f.get("data"); ok {
+				return m.decode(data)
+			}
 		}
-		if data, ok := f.get("data"); ok {
-			return m.decode(data)
-		}
-		break // Python's KeyError skips straight to msgpack_numpy
 	}
 	if nd, ok := f.get("nd"); ok {
 		return r.numpy(f, nd)
@@ -432,7 +434,36 @@ func (r *mpReader) ndarray(typ, kind, shapeV, dataV any) (tensor.Tensor, error) 
 	if !ok {
 		return tensor.Tensor{}, fmt.Errorf("ndarray data must be bin, got %s", typeName(dataV))
 	}
+	if r.inPlace && d.Valid() {
+		data, bigEndian = r.alignInPlace(d, bigEndian, data)
+	}
 	return makeTensor(d, bigEndian, shape, data)
+}
+
+// alignInPlace moves data back inside the body to the nearest address
+// aligned for d, and swaps its bytes there, so that the tensor can alias the
+// body instead of being copied. The bytes it overwrites are data's own bin
+// header and map key, at least 7 bytes (bin8 header plus a fixstr "data"),
+// which have been decoded already; elements wider than 8 bytes need no more
+// than 8-byte alignment and are left to makeTensor.
+func (r *mpReader) alignInPlace(d tensor.DType, bigEndian bool, data []byte) ([]byte, bool) {
+	if len(data) == 0 || d.Size() > 8 {
+		return data, bigEndian
+	}
+	shift := int(uintptr(unsafe.Pointer(unsafe.SliceData(data))) & uintptr(d.Size()-1))
+	start := int(uintptr(unsafe.Pointer(unsafe.SliceData(data))) - uintptr(unsafe.Pointer(unsafe.SliceData(r.buf))))
+	if shift > 7 || start < shift || start+len(data) > len(r.buf) {
+		return data, bigEndian
+	}
+	if shift > 0 {
+		moved := r.buf[start-shift : start-shift+len(data) : start-shift+len(data)]
+		copy(moved, data)
+		data = moved
+	}
+	if bigEndian {
+		tensor.SwapBytes(d, data)
+	}
+	return data, false
 }
 
 func (r *mpReader) scalar(typ, dataV any) (Scalar, error) {

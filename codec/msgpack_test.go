@@ -254,6 +254,8 @@ func TestEncodeMsgpackErrors(t *testing.T) {
 	}{
 		{"unsupported type", struct{}{}, "cannot encode struct {} as msgpack"},
 		{"non-UTF-8 string", []any{"\xff"}, `string "\xff" is not valid UTF-8`},
+		{"bad map value", map[string]any{"a": []any{struct{}{}}}, "cannot encode struct {}"},
+		{"invalid scalar", Scalar{tensor.Tensor{DType: tensor.Int8, Data: []byte{}}}, "numpy scalar: data has 0 bytes"},
 		{"invalid tensor", tensor.Tensor{DType: tensor.Float32, Shape: []int64{2}, Data: []byte{1}}, "ndarray: data has 1 bytes"},
 		{"scalar not 0-d", Scalar{tt(tensor.Int8, []int64{1}, []byte{1})}, "numpy scalar has shape (1,), want ()"},
 		{"year 0", time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC), "year 0 is outside"},
@@ -348,15 +350,36 @@ func TestDecodeMsgpackNDArrayShapes(t *testing.T) {
 	}
 }
 
-// Maps that carry a marker but lack what Python's decoder reads stay maps,
-// as Python's KeyError fallback leaves them.
-func TestDecodeMsgpackIncompleteMarkers(t *testing.T) {
+// Markers are tested in Truss's order, then msgpack_numpy's; maps that
+// carry a marker but lack what Python's decoder reads stay maps, as
+// Python's KeyError fallback leaves them.
+func TestDecodeMsgpackMarkers(t *testing.T) {
+	entries := func(kv ...func(e *msgpack.Encoder) error) []byte {
+		return mp(func(e *msgpack.Encoder) error {
+			err := e.EncodeMapLen(len(kv) / 2)
+			for _, w := range kv {
+				err = errors.Join(err, w(e))
+			}
+			return err
+		})
+	}
+	key := func(k string) func(e *msgpack.Encoder) error { return bin([]byte(k)) }
+	yes := func(e *msgpack.Encoder) error { return e.EncodeBool(true) }
+	no := func(e *msgpack.Encoder) error { return e.EncodeBool(false) }
 	for _, tc := range []msgpackCase{
-		{"nd without data", unhex("82 c4026e64 c3 c40474797065 a33c6634"),
+		{"date before uuid", entries(key("__uuid__"), yes, key("__dt_date_iso__"), yes, key("data"), str("2024-01-01")),
+			Date{2024, 1, 1}},
+		{"Truss before numpy", entries(key("nd"), no, key("type"), str("<i4"), key("__decimal__"), yes, key("data"), str("1.5")),
+			Decimal("1.5")},
+		{"nd before complex", entries(key("complex"), yes, key("nd"), no, key("type"), str("|i1"), key("data"), bin([]byte{7})),
+			Scalar{tt(tensor.Int8, []int64{}, []byte{7})}},
+		{"nd without data", entries(key("nd"), yes, key("type"), str("<f4")),
 			map[string]any{"nd": true, "type": "<f4"}},
-		{"datetime without data falls through to numpy", unhex("82 c4135f5f64745f6461746574696d655f69736f5f5f c3 c4 07 636f6d706c6578 c3"),
+		{"scalar without type", entries(key("nd"), no, key("data"), bin([]byte{1})),
+			map[string]any{"nd": false, "data": []byte{1}}},
+		{"datetime without data", entries(key("__dt_datetime_iso__"), yes, key("complex"), yes),
 			map[string]any{"__dt_datetime_iso__": true, "complex": true}},
-		{"complex without data", unhex("81 c407636f6d706c6578 c3"), map[string]any{"complex": true}},
+		{"complex without data", entries(key("complex"), yes), map[string]any{"complex": true}},
 	} {
 		got, err := DecodeMsgpack(tc.body)
 		if err != nil || !cmp.Equal(got, tc.want, treeOpts) {
@@ -441,6 +464,27 @@ var msgpackErrorCases = []errorCase{
 	}), []string{"timedelta data must hold ints, got float"}},
 	{"timedelta range", marked("__dt_timedelta__", ints(1e9, 0, 0)), []string{"timedelta out of range"}},
 	{"decimal syntax", marked("__decimal__", str("1.2.3")), []string{`invalid decimal literal "1.2.3"`}},
+	{"date not str", marked("__dt_date_iso__", ints()), []string{"date data must be a str, got array"}},
+	{"time not str", marked("__dt_time_iso__", bin(nil)), []string{"time data must be a str, got bin"}},
+	{"decimal not str", marked("__decimal__", ints()), []string{"decimal data must be a str, got array"}},
+	{"uuid not str", marked("__uuid__", bin([]byte("x"))), []string{"UUID data must be a str, got bin"}},
+	{"timedelta uint64", marked("__dt_timedelta__", func(e *msgpack.Encoder) error {
+		return errors.Join(e.EncodeArrayLen(3), e.EncodeUint(math.MaxUint64), e.EncodeInt(0), e.EncodeInt(0))
+	}), []string{"timedelta out of range"}},
+	{"complex data int", mp(func(e *msgpack.Encoder) error {
+		return errors.Join(e.EncodeMapLen(2), e.EncodeBytes([]byte("complex")), e.EncodeBool(true),
+			e.EncodeBytes([]byte("data")), e.EncodeInt(1))
+	}), []string{"complex data must be a str, got int"}},
+	{"scalar data not bin", mp(func(e *msgpack.Encoder) error {
+		return errors.Join(e.EncodeMapLen(3), e.EncodeBytes([]byte("nd")), e.EncodeBool(false),
+			e.EncodeBytes([]byte("type")), e.EncodeString("<i4"), e.EncodeBytes([]byte("data")), e.EncodeFloat64(1))
+	}), []string{"numpy scalar data must be bin, got float"}},
+	{"scalar unsupported dtype", mp(func(e *msgpack.Encoder) error {
+		return errors.Join(e.EncodeMapLen(3), e.EncodeBytes([]byte("nd")), e.EncodeBool(false),
+			e.EncodeBytes([]byte("type")), e.EncodeString("<U1"), e.EncodeBytes([]byte("data")), e.EncodeBytes(make([]byte, 4)))
+	}), []string{`unsupported dtype "<U1"`}},
+	{"truncated key", unhex("82a16101d9"), []string{"unexpected end of data at byte 5"}},
+	{"bin32 length truncated", unhex("c60000"), []string{"unexpected end of data at byte 3"}},
 	{"uuid syntax", marked("__uuid__", str("1234")), []string{`invalid UUID "1234"`}},
 	{"error inside a tree names the value's offset", append(unhex("9201"), marked("__uuid__", str("x"))...),
 		[]string{`Invalid msgpack payload: value at byte 2: invalid UUID "x"`}},

@@ -1,6 +1,7 @@
 package codec
 
 import (
+	"bytes"
 	"fmt"
 	"unsafe"
 
@@ -96,7 +97,13 @@ func alignedBytes(n, align int) []byte {
 	return buf[off : off+n : off+n]
 }
 
+// copyAligned returns a copy of data aligned to align. bytes.Clone skips
+// the zeroing that alignedBytes pays for, and a large allocation starts on
+// a page boundary, so for big tensors the first try always succeeds.
 func copyAligned(data []byte, align int) []byte {
+	if out := bytes.Clone(data); isAligned(out, align) {
+		return out
+	}
 	out := alignedBytes(len(data), align)
 	copy(out, data)
 	return out

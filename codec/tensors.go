@@ -80,8 +80,25 @@ func DecodeTensors(body []byte, binary bool, dtypeOf func(name string) (tensor.D
 	return out, FormatJSONLists, err
 }
 
+// DecodeTensorsInPlace is DecodeTensors for a body the caller hands over: to
+// let tensors alias the body instead of copying them, it may move unaligned
+// msgpack tensor data a few bytes within the body and byte-swap big-endian
+// data there. Afterwards the body's bytes must only be used through the
+// returned tensors.
+func DecodeTensorsInPlace(body []byte, binary bool, dtypeOf func(name string) (tensor.DType, bool)) (map[string]tensor.Tensor, Format, error) {
+	if binary {
+		out, err := decodeTensorsMsgpackMode(body, dtypeOf, true)
+		return out, FormatMsgpack, err
+	}
+	return DecodeTensors(body, binary, dtypeOf)
+}
+
 func decodeTensorsMsgpack(body []byte, dtypeOf func(string) (tensor.DType, bool)) (map[string]tensor.Tensor, error) {
-	r := mpReader{buf: body}
+	return decodeTensorsMsgpackMode(body, dtypeOf, false)
+}
+
+func decodeTensorsMsgpackMode(body []byte, dtypeOf func(string) (tensor.DType, bool), inPlace bool) (map[string]tensor.Tensor, error) {
+	r := mpReader{buf: body, inPlace: inPlace}
 	h, err := r.header()
 	if err != nil {
 		return nil, err
@@ -102,15 +119,15 @@ func decodeTensorsMsgpack(body []byte, dtypeOf func(string) (tensor.DType, bool)
 		if !ok {
 			return nil, malformed("input %q is not an input of this model", name)
 		}
-		if out[name], err = r.input1(name, declared); err != nil {
+		if out[name], err = r.inputTensor(name, declared); err != nil {
 			return nil, err
 		}
 	}
 	return out, r.end()
 }
 
-// input1 decodes the value of one input.
-func (r *mpReader) input1(name string, declared tensor.DType) (tensor.Tensor, error) {
+// inputTensor decodes the value of one input.
+func (r *mpReader) inputTensor(name string, declared tensor.DType) (tensor.Tensor, error) {
 	r.input, r.voidAs = name, voidFor(declared)
 	defer func() { r.input, r.voidAs = "", tensor.Invalid }()
 	start := r.off

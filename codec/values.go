@@ -404,7 +404,7 @@ func pyFloatPrefix(s string) int {
 func parsePyFloat(s string) float64 {
 	body := strings.TrimLeft(s, "+-")
 	if strings.EqualFold(body, "nan") {
-		return math.Copysign(math.NaN(), signOne(s[0]))
+		return math.Copysign(pyNaN, signOne(s[0]))
 	}
 	f, _ := strconv.ParseFloat(s, 64) // the syntax is known to be valid; only range errors remain
 	return f

@@ -18,10 +18,22 @@ import (
 	"github.com/modelserver/modelserver/internal/onnxgen"
 )
 
+// Kind says how a Source is served.
+type Kind int
+
+const (
+	// KindONNX is an ONNX model answering each request once.
+	KindONNX Kind = iota
+	// KindRecurrentStream is an ONNX recurrent cell served step by step as
+	// a stream (see RecurrentStream).
+	KindRecurrentStream
+)
+
 // Source is a resolved model, ready to load.
 type Source struct {
 	// Name is the built-in name or the directory path.
 	Name   string
+	Kind   Kind
 	Config config.Config
 	// ONNXPath is the model file for directory models; empty for built-ins.
 	ONNXPath string
@@ -38,9 +50,19 @@ const LargeModel = "mlp-large"
 // ONNXFileName is the model file a model directory must hold.
 const ONNXFileName = "model.onnx"
 
+// StreamModel is a built-in recurrent network served as a stream: one chunk
+// per time step of its input sequence.
+const StreamModel = "rnn-stream"
+
+// builtinKinds lists the built-ins that are not plain ONNX models.
+var builtinKinds = map[string]Kind{StreamModel: KindRecurrentStream}
+
 // builtins maps each built-in model name to a generator. Their weights are
 // drawn from a fixed seed, so every build serves the same model.
 var builtins = map[string]func() ([]byte, error){
+	StreamModel: func() ([]byte, error) {
+		return onnxgen.RecurrentCell(onnxgen.RecurrentOptions{Seed: 20261124, In: 8, Hidden: 32, Output: 4})
+	},
 	DefaultModel: func() ([]byte, error) {
 		return onnxgen.MLP(onnxgen.MLPOptions{Seed: 20261124, In: 16, Hidden: []int{64, 64}, Classes: 4})
 	},
@@ -74,7 +96,7 @@ func Resolve(ref string) (*Source, error) {
 		}
 		cfg := config.Defaults()
 		cfg.ModelName = ref
-		return &Source{Name: ref, Config: cfg, ONNX: data}, nil
+		return &Source{Name: ref, Kind: builtinKinds[ref], Config: cfg, ONNX: data}, nil
 	}
 	st, err := os.Stat(ref)
 	if err != nil {

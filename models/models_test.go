@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/modelserver/modelserver/config"
 )
 
@@ -23,7 +25,7 @@ func TestResolveBuiltin(t *testing.T) {
 	if len(a.ONNX) == 0 || !bytes.Equal(a.ONNX, b.ONNX) || a.ONNXPath != "" {
 		t.Errorf("built-in model is empty or not deterministic (%d, %d bytes)", len(a.ONNX), len(b.ONNX))
 	}
-	if a.Config.ModelName != DefaultModel || a.Config.Runtime != config.Defaults().Runtime {
+	if a.Config.ModelName != DefaultModel || !cmp.Equal(a.Config.Runtime, config.Defaults().Runtime) {
 		t.Errorf("built-in config = %+v", a.Config)
 	}
 }
@@ -58,7 +60,7 @@ func TestResolveErrors(t *testing.T) {
 		ref, want string
 		is        error
 	}{
-		{"/does/not/exist", "not a directory or a built-in model (built-ins: mlp-classifier, mlp-large)", ErrNotFound},
+		{"/does/not/exist", "not a directory or a built-in model (built-ins: mlp-classifier, mlp-large, rnn-stream)", ErrNotFound},
 		{file, "is a file", ErrNotFound},
 		{noConfig, "has no config.yaml", ErrNotFound},
 		{noModel, "has no model.onnx", ErrNotFound},

@@ -27,7 +27,7 @@ func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	inputs, format, err := codec.DecodeTensors(body, isBinary(r.Header.Get("Content-Type")), m.dtypeOf)
+	inputs, format, err := codec.DecodeTensorsInPlace(body, isBinary(r.Header.Get("Content-Type")), m.dtypeOf)
 	if err != nil {
 		s.writeError(w, r, err)
 		return

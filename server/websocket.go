@@ -122,7 +122,7 @@ func (s *Server) handleWebSocket(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) answerWebSocket(ctx context.Context, conn *websocket.Conn, m *loadedModel, msg wsMessage) error {
 	binary := msg.frameType == websocket.BinaryMessage
-	inputs, format, err := codec.DecodeTensors(msg.data, binary, m.dtypeOf)
+	inputs, format, err := codec.DecodeTensorsInPlace(msg.data, binary, m.dtypeOf)
 	if err != nil {
 		return err
 	}

@@ -61,6 +61,7 @@ type flags struct {
 	intraOpThreads     int
 	logFormat          string
 	shutdownGrace      time.Duration
+	wsMaxMessageBytes  int64
 }
 
 func parseFlags(args []string, stderr io.Writer) (flags, error) {
@@ -76,6 +77,7 @@ func parseFlags(args []string, stderr io.Writer) (flags, error) {
 	fs.DurationVar(&f.predictTimeout, "predict-timeout", 0, "queue plus execution deadline per request (default: config.yaml runtime.predict_timeout_s, 600s)")
 	fs.IntVar(&f.intraOpThreads, "intra-op-threads", 0, "ONNX Runtime threads per operator (default: one per core)")
 	fs.StringVar(&f.logFormat, "log-format", "json", "log format: json or text")
+	fs.Int64Var(&f.wsMaxMessageBytes, "websocket-max-message-bytes", server.DefaultWebSocketMaxMessageBytes, "largest WebSocket message; larger ones close the connection with 1009")
 	fs.DurationVar(&f.shutdownGrace, "shutdown-grace", 30*time.Second, "time in-flight requests get to finish after SIGTERM")
 	if err := fs.Parse(args); err != nil {
 		return f, err
@@ -155,11 +157,13 @@ func run(args []string, stderr io.Writer) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	srv := server.New(server.Options{
-		MaxRequestBytes: rt.MaxRequestBytes,
-		PredictTimeout:  time.Duration(rt.PredictTimeoutS * float64(time.Second)),
-		Logger:          log,
-		Registerer:      reg,
-		Gatherer:        reg,
+		MaxRequestBytes:          rt.MaxRequestBytes,
+		PredictTimeout:           time.Duration(rt.PredictTimeoutS * float64(time.Second)),
+		StreamingReadTimeout:     time.Duration(rt.StreamingReadTimeout) * time.Second,
+		WebSocketMaxMessageBytes: f.wsMaxMessageBytes,
+		Logger:                   log,
+		Registerer:               reg,
+		Gatherer:                 reg,
 	})
 	addr := net.JoinHostPort(f.host, strconv.Itoa(f.port))
 	ln, err := net.Listen("tcp", addr)
@@ -177,9 +181,9 @@ func run(args []string, stderr io.Writer) error {
 	}
 
 	loaded := make(chan loadResult, 1)
-	batchOpts := batchingOptions(rt, server.NewBatchObserver(reg, log))
-	go func() { loaded <- load(src, f, batchOpts, log) }()
-	var model engine.Model
+	obs := server.NewBatchObserver(reg, log)
+	go func() { loaded <- load(src, f, rt, obs, log) }()
+	var model interface{ Close() error }
 	var batcher *batching.Batcher
 wait:
 	for {
@@ -192,7 +196,7 @@ wait:
 				return res.err
 			}
 			model, batcher = res.model, res.batcher
-			srv.SetReady(server.Model{Signature: model.Signature(), Predictor: batcher})
+			srv.SetReady(res.serving)
 			loaded = nil
 		case <-ctx.Done():
 			break wait
@@ -218,14 +222,15 @@ wait:
 }
 
 type loadResult struct {
-	model   engine.Model
-	batcher *batching.Batcher
+	model   interface{ Close() error }
+	batcher *batching.Batcher // nil for streaming models
+	serving server.Model
 	err     error
 }
 
 // load creates the runtime session, which may take long for big models; the
 // server answers 503 on readiness meanwhile.
-func load(src *models.Source, f flags, batchOpts []batching.Option, log *slog.Logger) loadResult {
+func load(src *models.Source, f flags, rt config.Runtime, obs batching.Observer, log *slog.Logger) loadResult {
 	start := time.Now()
 	log.Info("Executing model.load()...", "model", src.Name)
 	opts := engine.ONNXOptions{IntraOpThreads: f.intraOpThreads}
@@ -240,9 +245,21 @@ func load(src *models.Source, f flags, batchOpts []batching.Option, log *slog.Lo
 		log.Error("Exception while loading model", "model", src.Name, "error", err)
 		return loadResult{err: fmt.Errorf("loading model %s: %w", src.Name, err)}
 	}
-	b := batching.New(m, batchOpts...)
-	log.Info(fmt.Sprintf("Completed model.load() execution in %d ms", time.Since(start).Milliseconds()), "model", src.Name)
-	return loadResult{model: m, batcher: b}
+	done := func(res loadResult) loadResult {
+		log.Info(fmt.Sprintf("Completed model.load() execution in %d ms", time.Since(start).Milliseconds()), "model", src.Name)
+		return res
+	}
+	if src.Kind == models.KindRecurrentStream {
+		rs, err := models.NewRecurrentStream(m)
+		if err != nil {
+			m.Close()
+			return loadResult{err: fmt.Errorf("loading model %s: %w", src.Name, err)}
+		}
+		limiter := batching.NewStreamLimiter(rs, rt.PredictConcurrency, rt.Batching.MaxQueueSize, obs)
+		return done(loadResult{model: rs, serving: server.Model{Signature: rs.Signature(), Streamer: limiter}})
+	}
+	b := batching.New(m, batchingOptions(rt, obs)...)
+	return done(loadResult{model: m, batcher: b, serving: server.Model{Signature: m.Signature(), Predictor: b}})
 }
 
 // batchingOptions turns config.yaml's runtime section into batcher options.

@@ -8,11 +8,16 @@ truss-wire.md sections 3.1-3.3).
   interop.py check  reads JSON [{"name", "msgpack"}] on stdin (hex bodies that
                     Go wrote), decodes each the Python way and prints what it
                     found plus Python's re-encoding of it
+  interop.py json   reads a JSON predict answer that Go wrote on stdin and
+                    prints, per output, the hex bytes numpy makes of it (lists
+                    are converted to the dtype named by the output's name)
 """
 
 import datetime
 import decimal
+import base64
 import json
+import struct
 import sys
 import uuid
 
@@ -122,6 +127,16 @@ def emit():
             want = np.array(lists, dtype=dt)
             json_cases.append({"name": dt, "json": text, "dtype": dt,
                                "shape": list(want.shape), "data": want.tobytes().hex()})
+    # Python floats that numpy must round to float16/float32 exactly once.
+    rounding = [0.1, 65519.999, 65520.0, 1 / 3, 1e-8, 6e-8, 2.0 ** -25, 1e5, -1e-7, 3.4028235677973366e38, 1e-45, 16777217.0]
+    for dt in ["float16", "float32", "float64"]:
+        with np.errstate(over="ignore"):
+            want = np.array(rounding, dtype=dt)
+        json_cases.append({"name": dt + "/rounding", "json": json.dumps({"x": rounding}), "dtype": dt,
+                           "shape": list(want.shape), "data": want.tobytes().hex()})
+    big = [-2**63, 2**63 - 1, 2**53 + 1]
+    json_cases.append({"name": "int64/exact", "json": json.dumps({"x": big}), "dtype": "int64",
+                       "shape": [3], "data": np.array(big, dtype="int64").tobytes().hex()})
     values = {
         "datetime-naive": datetime.datetime(2024, 2, 29, 23, 59, 58, 123456),
         "datetime-utc": datetime.datetime(2024, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc),
@@ -167,7 +182,7 @@ def describe(v):
     if isinstance(v, bytes):
         return {"bytes": v.hex()}
     if isinstance(v, float):
-        return {"float": v.hex()}
+        return {"float": struct.pack(">d", v).hex()}
     if isinstance(v, dict):
         return {"dict": {k if isinstance(k, str) else k.decode(): describe(x) for k, x in v.items()}}
     if isinstance(v, list):
@@ -184,5 +199,16 @@ def check():
     json.dump(out, sys.stdout)
 
 
+def json_answer():
+    out = {}
+    for name, v in json.load(sys.stdin).items():
+        if isinstance(v, dict):
+            a = np.frombuffer(base64.b64decode(v["data_b64"]), dtype=v["dtype"]).reshape(v["shape"])
+        else:
+            a = np.array(v, dtype=name)
+        out[name] = {"shape": list(a.shape), "data": a.tobytes().hex()}
+    json.dump(out, sys.stdout)
+
+
 if __name__ == "__main__":
-    {"emit": emit, "check": check}[sys.argv[1]]()
+    {"emit": emit, "check": check, "json": json_answer}[sys.argv[1]]()
