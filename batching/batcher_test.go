@@ -130,8 +130,7 @@ func TestEquivalence(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	rec := &recorder{}
 	m := newFakeModel(multiSig(), multi, true)
-	b := batching.New(m, batching.WithMaxBatchSize(8), batching.WithMaxQueueDelay(0), batching.WithObserver(rec))
-	defer b.Close()
+	b := startBatcher(t, m, batching.WithMaxBatchSize(8), batching.WithMaxQueueDelay(0), batching.WithObserver(rec))
 	first, stop := make(chan struct{}), make(chan struct{})
 	wg := releaseAll(m, first, stop)
 	defer wg.Wait()
@@ -219,9 +218,8 @@ func TestInvalidInputs(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			rec := &recorder{}
 			m := newFakeModel(multiSig(), multi, false)
-			b := batching.New(m, batching.WithMaxBatchSize(4), batching.WithObserver(rec))
-			defer b.Close()
-			_, err := b.Predict(t.Context(), tc.inputs)
+			b := startBatcher(t, m, batching.WithMaxBatchSize(4), batching.WithObserver(rec))
+					_, err := b.Predict(t.Context(), tc.inputs)
 			if !errors.Is(err, engine.ErrInvalidInput) {
 				t.Fatalf("Predict = %v, want an error wrapping engine.ErrInvalidInput", err)
 			}
@@ -250,8 +248,7 @@ func TestUnbatchedAcceptsAnyRows(t *testing.T) {
 	m := newFakeModel(multiSig(), func(in map[string]tensor.Tensor) (map[string]tensor.Tensor, error) {
 		return map[string]tensor.Tensor{"s": in["mask"]}, nil
 	}, false)
-	b := batching.New(m, batching.WithMaxBatchSize(0))
-	defer b.Close()
+	b := startBatcher(t, m, batching.WithMaxBatchSize(0))
 	out, err := b.Predict(t.Context(), in)
 	if err != nil {
 		t.Fatal(err)
@@ -266,9 +263,8 @@ func TestUnbatchedAcceptsAnyRows(t *testing.T) {
 func TestQueueFullManyClients(t *testing.T) {
 	rec := &recorder{}
 	m := newFakeModel(rowwiseSig(), rowwise, true)
-	b := batching.New(m, batching.WithMaxBatchSize(1), batching.WithMaxQueueDelay(0),
+	b := startBatcher(t, m, batching.WithMaxBatchSize(1), batching.WithMaxQueueDelay(0),
 		batching.WithMaxQueueSize(10), batching.WithObserver(rec))
-	defer b.Close()
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	wg.Go(func() {
@@ -317,9 +313,8 @@ func TestPredictConcurrency(t *testing.T) {
 	t.Run("stuck", func(t *testing.T) {
 		clk := batching.NewFakeClock()
 		m := newFakeModel(rowwiseSig(), rowwise, true)
-		b := batching.New(m, batching.WithMaxBatchSize(1), batching.WithPredictConcurrency(3), batching.WithClock(clk))
-		defer b.Close()
-		var wg sync.WaitGroup
+		b := startBatcher(t, m, batching.WithMaxBatchSize(1), batching.WithPredictConcurrency(3), batching.WithClock(clk))
+			var wg sync.WaitGroup
 		defer wg.Wait()
 		for i := range 5 {
 			wg.Go(func() {
@@ -357,9 +352,8 @@ func TestPredictConcurrency(t *testing.T) {
 			return rowwise(in)
 		}, false)
 		m.started = nil
-		b := batching.New(m, batching.WithMaxBatchSize(4), batching.WithMaxQueueDelay(50*time.Microsecond), batching.WithPredictConcurrency(3))
-		defer b.Close()
-		var wg sync.WaitGroup
+		b := startBatcher(t, m, batching.WithMaxBatchSize(4), batching.WithMaxQueueDelay(50*time.Microsecond), batching.WithPredictConcurrency(3))
+			var wg sync.WaitGroup
 		for c := range 32 {
 			wg.Go(func() {
 				for i := range 20 {
@@ -389,8 +383,7 @@ func TestPredictConcurrency(t *testing.T) {
 func TestCancelWhileQueuedNeverExecutes(t *testing.T) {
 	rec := &recorder{}
 	m := newFakeModel(rowwiseSig(), rowwise, true)
-	b := batching.New(m, batching.WithMaxBatchSize(4), batching.WithMaxQueueDelay(0), batching.WithObserver(rec))
-	defer b.Close()
+	b := startBatcher(t, m, batching.WithMaxBatchSize(4), batching.WithMaxQueueDelay(0), batching.WithObserver(rec))
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	wg.Go(func() {
@@ -493,7 +486,7 @@ func TestCancelBeforeCopy(t *testing.T) {
 	rec := &recorder{}
 	hook, resume := make(chan bool, 4), make(chan struct{})
 	m := newFakeModel(rowwiseSig(), rowwise, true)
-	b := batching.New(m, batching.WithMaxQueueDelay(0), batching.WithObserver(rec),
+	b := startBatcher(t, m, batching.WithMaxQueueDelay(0), batching.WithObserver(rec),
 		batching.WithStageHook(func(copying bool) {
 			hook <- copying
 			<-resume
@@ -536,14 +529,13 @@ func TestCancelDuringCopy(t *testing.T) {
 	rec := &recorder{}
 	hook, resume := make(chan bool, 2), make(chan struct{})
 	m := newFakeModel(rowwiseSig(), rowwise, true)
-	b := batching.New(m, batching.WithMaxQueueDelay(0), batching.WithObserver(rec),
+	b := startBatcher(t, m, batching.WithMaxQueueDelay(0), batching.WithObserver(rec),
 		batching.WithStageHook(func(copying bool) {
 			hook <- copying
 			if copying {
 				<-resume
 			}
 		}))
-	defer b.Close()
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() {
@@ -592,16 +584,15 @@ func TestModelErrors(t *testing.T) {
 		}
 		return nil, boom
 	}, true)
-	b := batching.New(m, batching.WithMaxBatchSize(8), batching.WithMaxQueueDelay(0))
-	defer b.Close()
+	b := startBatcher(t, m, batching.WithMaxBatchSize(8), batching.WithMaxQueueDelay(0))
 	var wg sync.WaitGroup
 	errs := make([]error, 4)
 	wg.Go(func() { _, errs[0] = b.Predict(t.Context(), taggedInput(1, 1, 2)) })
 	first := m.nextCall(t)
 	for i := 1; i < 3; i++ {
 		wg.Go(func() { _, errs[i] = b.Predict(t.Context(), taggedInput(i+1, 1, 2)) })
+		eventually(t, "the request is queued", func() bool { return countQueued(b) == i })
 	}
-	eventually(t, "two requests are queued", func() bool { until, ok := b.Settled(); return ok && until.IsZero() && countQueued(b) == 2 })
 	close(first.release)
 	second := m.nextCall(t)
 	if ids, _, _ := requestsOf(second.snapshot["x"]); !slices.Equal(ids, []int{2, 3}) {
@@ -628,8 +619,7 @@ func countQueued(b *batching.Batcher) int { return b.QueueDepthForTest() }
 // alias: appending to one never changes another.
 func TestOutputsAreOwned(t *testing.T) {
 	m := newFakeModel(rowwiseSig(), rowwise, true)
-	b := batching.New(m, batching.WithMaxBatchSize(8), batching.WithMaxQueueDelay(0))
-	defer b.Close()
+	b := startBatcher(t, m, batching.WithMaxBatchSize(8), batching.WithMaxQueueDelay(0))
 	var wg sync.WaitGroup
 	outs := make([]map[string]tensor.Tensor, 3)
 	wg.Go(func() { outs[0], _ = b.Predict(t.Context(), taggedInput(1, 1, 2)) })
@@ -660,7 +650,7 @@ func TestOutputsAreOwned(t *testing.T) {
 func TestClose(t *testing.T) {
 	m := newFakeModel(rowwiseSig(), rowwise, true)
 	clk := batching.NewFakeClock()
-	b := batching.New(m, batching.WithMaxQueueDelay(time.Hour), batching.WithClock(clk))
+	b := startBatcher(t, m, batching.WithMaxQueueDelay(time.Hour), batching.WithClock(clk))
 	var wg sync.WaitGroup
 	errs := make([]error, 5)
 	for i := range errs {
@@ -692,8 +682,7 @@ func TestClose(t *testing.T) {
 func TestDefaults(t *testing.T) {
 	clk := batching.NewFakeClock()
 	m := newFakeModel(rowwiseSig(), rowwise, true)
-	b := batching.New(m, batching.WithClock(clk))
-	defer b.Close()
+	b := startBatcher(t, m, batching.WithClock(clk))
 	if _, err := b.Predict(t.Context(), taggedInput(0, 33, 1)); !errors.Is(err, engine.ErrInvalidInput) || !strings.Contains(err.Error(), "maximum batch size of 32") {
 		t.Errorf("33 rows: %v, want an error naming the limit 32", err)
 	}
@@ -734,8 +723,7 @@ func TestObserverWaits(t *testing.T) {
 	clk := batching.NewFakeClock()
 	rec := &recorder{}
 	m := newFakeModel(rowwiseSig(), rowwise, true)
-	b := batching.New(m, batching.WithMaxQueueDelay(time.Millisecond), batching.WithClock(clk), batching.WithObserver(rec))
-	defer b.Close()
+	b := startBatcher(t, m, batching.WithMaxQueueDelay(time.Millisecond), batching.WithClock(clk), batching.WithObserver(rec))
 	ctx, cancel := context.WithCancel(t.Context())
 	var wg sync.WaitGroup
 	wg.Go(func() { _, _ = b.Predict(ctx, taggedInput(1, 1, 3)) })
@@ -766,8 +754,7 @@ func TestObserverWaits(t *testing.T) {
 
 func TestDoneContext(t *testing.T) {
 	m := newFakeModel(rowwiseSig(), rowwise, false)
-	b := batching.New(m)
-	defer b.Close()
+	b := startBatcher(t, m)
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	if _, err := b.Predict(ctx, taggedInput(1, 1, 2)); !errors.Is(err, context.Canceled) {

@@ -3,6 +3,7 @@ package batching_test
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -42,6 +43,9 @@ type fakeModel struct {
 	gated   bool
 	started chan *call
 
+	stop     chan struct{} // closed to unblock every gated Run, when a test ends
+	stopOnce sync.Once
+
 	mu         sync.Mutex // guards the following
 	running    int
 	maxRunning int
@@ -52,7 +56,21 @@ type fakeModel struct {
 var _ engine.Model = (*fakeModel)(nil)
 
 func newFakeModel(sig engine.Signature, fn func(map[string]tensor.Tensor) (map[string]tensor.Tensor, error), gated bool) *fakeModel {
-	return &fakeModel{sig: sig, fn: fn, gated: gated, started: make(chan *call, 4096)}
+	return &fakeModel{sig: sig, fn: fn, gated: gated, started: make(chan *call, 4096), stop: make(chan struct{})}
+}
+
+var errStopped = errors.New("fake model stopped at the end of the test")
+
+// startBatcher returns a Batcher for m that is closed when the test ends,
+// after m's blocked executions are let go, so that a failing test does not
+// hang in Close.
+func startBatcher(t testing.TB, m *fakeModel, opts ...batching.Option) *batching.Batcher {
+	b := batching.New(m, opts...)
+	t.Cleanup(func() {
+		m.stopOnce.Do(func() { close(m.stop) })
+		b.Close()
+	})
+	return b
 }
 
 func (m *fakeModel) Signature() engine.Signature { return m.sig }
@@ -79,6 +97,9 @@ func (m *fakeModel) Run(ctx context.Context, inputs map[string]tensor.Tensor) (m
 		case <-c.release:
 		case <-ctx.Done():
 			c.err = ctx.Err()
+			return nil, c.err
+		case <-m.stop:
+			c.err = errStopped
 			return nil, c.err
 		}
 	}

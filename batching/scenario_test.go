@@ -292,7 +292,7 @@ func (s *scenario) config(args []string) {
 	}
 	s.model = newFakeModel(sig, fn, true)
 	s.ref = fn
-	s.b = batching.New(s.model, opts...)
+	s.b = startBatcher(s.t, s.model, opts...)
 }
 
 func (s *scenario) submit(args []string) {

@@ -21,7 +21,7 @@ import (
 
 // These tests run the real binary, as a user would.
 
-var binary string
+var serverBinary string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "modelserver-test")
@@ -29,8 +29,8 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	binary = filepath.Join(dir, "modelserver")
-	build := exec.Command("go", "build", "-o", binary, ".")
+	serverBinary = filepath.Join(dir, "modelserver")
+	build := exec.Command("go", "build", "-o", serverBinary, ".")
 	build.Stderr = os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building modelserver:", err)
@@ -93,7 +93,7 @@ func startServer(t *testing.T, args ...string) *runningServer {
 	t.Helper()
 	port := freePort(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, binary, append([]string{"--host", "127.0.0.1", "--port", fmt.Sprint(port)}, args...)...)
+	cmd := exec.CommandContext(ctx, serverBinary, append([]string{"--host", "127.0.0.1", "--port", fmt.Sprint(port)}, args...)...)
 	cmd.Env = append(os.Environ(), "ONNXRUNTIME_LIB="+ortLibrary(t))
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -211,7 +211,7 @@ func TestStartupErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cmd := exec.Command(binary, append([]string{"--host", "127.0.0.1", "--port", fmt.Sprint(freePort(t))}, tt.args...)...)
+			cmd := exec.Command(serverBinary, append([]string{"--host", "127.0.0.1", "--port", fmt.Sprint(freePort(t))}, tt.args...)...)
 			cmd.Env = append(os.Environ(), "ONNXRUNTIME_LIB="+tt.env)
 			var stderr bytes.Buffer
 			cmd.Stderr = &stderr
