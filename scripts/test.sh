@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-debian_packages=(python3 python3-numpy python3-msgpack python3-msgpack-numpy)
+debian_packages=(curl python3 python3-numpy python3-msgpack python3-msgpack-numpy python3-requests python3-websockets)
 missing=()
 for p in "${debian_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

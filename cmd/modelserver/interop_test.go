@@ -62,3 +62,34 @@ func TestPythonMsgpackNumpyInterop(t *testing.T) {
 		t.Fatalf("python client failed: %v", err)
 	}
 }
+
+// TestStreamingInterop streams the built-in rnn-stream model to Debian's
+// python3-requests (chunked and SSE) and python3-websockets, and to curl.
+func TestStreamingInterop(t *testing.T) {
+	const python = "/usr/bin/python3"
+	if err := exec.Command(python, "-c", "import msgpack, requests, websockets").Run(); err != nil {
+		if os.Getenv("MODELSERVER_REQUIRE_INTEROP") == "1" {
+			t.Fatalf("%s lacks requests or websockets (apt-get install python3-requests python3-websockets): %v", python, err)
+		}
+		t.Skipf("%s lacks requests or websockets; apt-get install python3-requests python3-websockets", python)
+	}
+	s := startServer(t, "--model", "rnn-stream")
+	out, err := exec.Command(python, "testdata/stream_client.py", s.url, "5").CombinedOutput()
+	t.Logf("python client:\n%s", out)
+	if err != nil {
+		t.Fatalf("python streaming client failed: %v", err)
+	}
+
+	curl, err := exec.LookPath("curl")
+	if err != nil {
+		t.Skip("curl not installed")
+	}
+	body := `{"x": [[[1, 2, 3, 4, 5, 6, 7, 8], [8, 7, 6, 5, 4, 3, 2, 1], [0, 0, 0, 0, 0, 0, 0, 0]]]}`
+	sse, err := exec.Command(curl, "-sSN", "-H", "Accept: text/event-stream", "--data", body, s.url+"/v1/models/model:predict").Output()
+	if err != nil {
+		t.Fatalf("curl: %v", err)
+	}
+	if n := strings.Count(string(sse), "data: {"); n != 3 {
+		t.Errorf("curl -N got %d SSE events, want 3:\n%s", n, sse)
+	}
+}

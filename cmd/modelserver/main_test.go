@@ -240,3 +240,19 @@ func lastLine(s string) string {
 	}
 	return last
 }
+
+// TestBenchCommand runs a short `modelserver bench` so the command cannot rot;
+// the figures themselves are not asserted.
+func TestBenchCommand(t *testing.T) {
+	cmd := exec.Command(serverBinary, "bench", "--duration", "200ms", "--concurrency", "1,4", "--max-batch-size", "4")
+	cmd.Env = append(os.Environ(), "ONNXRUNTIME_LIB="+ortLibrary(t))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("bench failed: %v\n%s", err, out)
+	}
+	for _, want := range []string{"direct Run", "HTTP msgpack, batching on", "overhead at concurrency 1", "batching gain served"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("bench output lacks %q:\n%s", want, out)
+		}
+	}
+}
