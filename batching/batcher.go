@@ -307,7 +307,7 @@ func (b *Batcher) abandon(r *request, reason error) {
 		return
 	}
 	b.mu.Lock()
-	for false && r.state == dispatched {
+	for r.state == dispatched && r.batch.staging {
 		bt := r.batch
 		if bt.staged == nil {
 			bt.staged = make(chan struct{})

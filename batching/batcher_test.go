@@ -491,6 +491,8 @@ func TestCancelBeforeCopy(t *testing.T) {
 			hook <- copying
 			<-resume
 		}))
+	resumeOnce := sync.OnceFunc(func() { close(resume) })
+	t.Cleanup(resumeOnce)
 	ctx, cancel := context.WithCancel(t.Context())
 	in := taggedInput(1, 2, 2)
 	done := make(chan error, 1)
@@ -511,7 +513,7 @@ func TestCancelBeforeCopy(t *testing.T) {
 		t.Fatal("Predict did not return after its cancellation")
 	}
 	clear(in["x"].Data) // the caller owns its inputs again
-	close(resume)
+	resumeOnce()
 	b.Close()
 	if _, _, runs, _ := m.stats(); runs != 0 {
 		t.Errorf("the model ran %d times for a request whose caller left before the copy", runs)
@@ -536,6 +538,8 @@ func TestCancelDuringCopy(t *testing.T) {
 				<-resume
 			}
 		}))
+	resumeOnce := sync.OnceFunc(func() { close(resume) })
+	t.Cleanup(resumeOnce)
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() {
@@ -552,7 +556,7 @@ func TestCancelDuringCopy(t *testing.T) {
 		t.Fatalf("Predict returned %v while its inputs were being copied", err)
 	case <-time.After(50 * time.Millisecond):
 	}
-	close(resume)
+	resumeOnce()
 	select {
 	case err := <-done:
 		if !errors.Is(err, context.Canceled) {

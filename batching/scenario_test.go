@@ -51,7 +51,8 @@ import (
 //	observed key=N...     the Observer has seen N events of each kind:
 //	                      dequeued, dropped, timeouts, result-dropped,
 //	                      executions, unbatchable.
-//	close                 starts Close; closed waits for it to return.
+//	close                 starts Close; closing checks that it has not
+//	                      returned (within 20ms); closed waits for it to.
 //
 // At the end every execution must have been named by a run line, every
 // request's outcome asserted, no execution may have exceeded the configured
@@ -84,6 +85,7 @@ type scenario struct {
 	reqs      map[string]*pending
 	byID      map[int]string
 	nextID    int
+	unclaimed []*call // executions started but not yet named by a run line
 	blocked   []*call // executions named by run lines that have not returned
 	consumed  int     // requests in executions named by run lines
 	closeDone chan struct{}
@@ -233,6 +235,12 @@ func (s *scenario) exec(cmd string, args []string) {
 			s.rec.read(func(r *recorder) { d = r.depth })
 			return d == 0
 		})
+	case "closing":
+		select {
+		case <-s.closeDone:
+			s.fatalf("Close returned while an execution was in flight")
+		case <-time.After(20 * time.Millisecond):
+		}
 	case "closed":
 		select {
 		case <-s.closeDone:
@@ -337,33 +345,66 @@ func (s *scenario) submit(args []string) {
 }
 
 func (s *scenario) run(names []string) {
-	c := s.model.nextCall(s.t)
-	s.blocked = append(s.blocked, c)
+	deadline := time.After(5 * time.Second)
+	for {
+		for i, c := range s.unclaimed {
+			got, err := s.requestsIn(c)
+			if err != nil {
+				s.fatalf("run: %v", err)
+			}
+			if slices.Equal(got, names) {
+				s.unclaimed = slices.Delete(s.unclaimed, i, i+1)
+				s.blocked = append(s.blocked, c)
+				s.consumed += len(names)
+				return
+			}
+		}
+		select {
+		case c := <-s.model.started:
+			s.unclaimed = append(s.unclaimed, c)
+		case <-deadline:
+			var seen [][]string
+			for _, c := range s.unclaimed {
+				got, _ := s.requestsIn(c)
+				seen = append(seen, got)
+			}
+			s.fatalf("run: no execution holds %v; executions started and not yet named: %v", names, seen)
+		}
+	}
+}
+
+// requestsIn names the requests an execution holds, checking that each
+// contributes all its rows. A zero-row execution is named by the zero-row
+// requests submitted so far.
+func (s *scenario) requestsIn(c *call) ([]string, error) {
 	ids, rows, err := requestsOf(c.snapshot["x"])
 	if err != nil {
-		s.fatalf("run: %v", err)
+		return nil, err
+	}
+	if len(ids) == 0 {
+		var zero []string
+		for name, p := range s.reqs {
+			if p.rows == 0 {
+				zero = append(zero, name)
+			}
+		}
+		if len(zero) != 1 {
+			return nil, fmt.Errorf("a zero-row execution, and %d zero-row requests to name it", len(zero))
+		}
+		return zero, nil
 	}
 	var got []string
 	for i, id := range ids {
 		name, ok := s.byID[id]
 		if !ok {
-			s.fatalf("run: execution holds unknown request id %d", id)
+			return nil, fmt.Errorf("execution holds unknown request id %d", id)
+		}
+		if rows[i] != s.reqs[name].rows {
+			return nil, fmt.Errorf("execution holds %d rows of %s, which has %d", rows[i], name, s.reqs[name].rows)
 		}
 		got = append(got, name)
-		if rows[i] != s.reqs[name].rows {
-			s.fatalf("run: execution holds %d rows of %s, which has %d", rows[i], name, s.reqs[name].rows)
-		}
 	}
-	if len(ids) == 0 { // a zero-row execution: it can only be the named zero-row request
-		if len(names) != 1 || s.req(names[0]).rows != 0 {
-			s.fatalf("run: got an execution of 0 rows, want %v", names)
-		}
-		got = names
-	}
-	if !slices.Equal(got, names) {
-		s.fatalf("run: execution holds %v, want %v", got, names)
-	}
-	s.consumed += len(names)
+	return got, nil
 }
 
 func (s *scenario) wait(p *pending) {
@@ -461,16 +502,25 @@ func (s *scenario) end() {
 		t.Errorf("%s: an execution was left blocked", s.file)
 		close(c.release)
 	}
+	s.unclaimed = append(s.unclaimed, drain(s.model.started)...)
 	if s.closeDone == nil {
-		s.b.Close()
-	} else {
-		<-s.closeDone
+		s.closeDone = make(chan struct{})
+		go func() {
+			s.b.Close()
+			close(s.closeDone)
+		}()
 	}
 	select {
-	case c := <-s.model.started:
+	case <-s.closeDone:
+	case <-time.After(5 * time.Second):
+		t.Errorf("%s: Close did not return; an execution no run line named is blocked", s.file)
+		s.model.stopOnce.Do(func() { close(s.model.stop) })
+		<-s.closeDone
+	}
+	s.unclaimed = append(s.unclaimed, drain(s.model.started)...)
+	for _, c := range s.unclaimed {
 		ids, _, _ := requestsOf(c.snapshot["x"])
-		t.Errorf("%s: an execution no run line named: requests %v", s.file, ids)
-	default:
+		t.Errorf("%s: an execution no run line named: request ids %v", s.file, ids)
 	}
 	for name, p := range s.reqs {
 		if !p.asserted {
@@ -485,6 +535,18 @@ func (s *scenario) end() {
 		t.Errorf("%s: inputs %v changed during an execution", s.file, mutated)
 	}
 	goleak.VerifyNone(t, s.ignore)
+}
+
+func drain(ch chan *call) []*call {
+	var calls []*call
+	for {
+		select {
+		case c := <-ch:
+			calls = append(calls, c)
+		default:
+			return calls
+		}
+	}
 }
 
 func (s *scenario) req(name string) *pending {
