@@ -20,6 +20,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/gorilla/websocket"
+
 	"github.com/modelserver/modelserver/batching"
 	"github.com/modelserver/modelserver/codec"
 	"github.com/modelserver/modelserver/engine"
@@ -37,6 +39,7 @@ type benchFlags struct {
 	maxBatchSize  int
 	maxQueueDelay time.Duration
 	threads       int
+	transports    []string
 }
 
 // runBench measures the served HTTP+msgpack path on loopback next to direct
@@ -44,12 +47,13 @@ type benchFlags struct {
 // ratios hold on a noisy machine.
 func runBench(args []string, stdout, stderr io.Writer) error {
 	var f benchFlags
-	var conc string
+	var conc, transports string
 	fs := flag.NewFlagSet("modelserver bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&f.model, "model", models.DefaultModel, "built-in model name or model directory; its first input gets one row per request")
 	fs.StringVar(&f.ortLib, "onnxruntime-lib", "", "path of libonnxruntime.so (default as for serving)")
 	fs.StringVar(&conc, "concurrency", "1,64", "comma-separated client counts")
+	fs.StringVar(&transports, "transports", "http", "comma-separated transports to measure: http, ws; the ratios use the first")
 	fs.DurationVar(&f.duration, "duration", 5*time.Second, "length of each measurement")
 	fs.IntVar(&f.maxBatchSize, "max-batch-size", 32, "rows per batch with batching on")
 	fs.DurationVar(&f.maxQueueDelay, "max-queue-delay", time.Millisecond, "longest wait for a batch to fill")
@@ -63,6 +67,9 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("--concurrency: %q is not a positive integer", c)
 		}
 		f.concurrency = append(f.concurrency, n)
+	}
+	for _, tr := range strings.Split(transports, ",") {
+		f.transports = append(f.transports, strings.TrimSpace(tr))
 	}
 	libPath, err := ortLibraryPath(f.ortLib)
 	if err != nil {
@@ -99,28 +106,32 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(w, "direct Run\t1\t%d\t%s\n", rows, r)
 	}
 	served := map[string]result{}
-	for _, batched := range []bool{false, true} {
-		for _, c := range f.concurrency {
-			mbs := 0
-			if batched {
-				mbs = f.maxBatchSize
+	for _, transport := range f.transports {
+		for _, batched := range []bool{false, true} {
+			for _, c := range f.concurrency {
+				mbs := 0
+				if batched {
+					mbs = f.maxBatchSize
+				}
+				r, err := benchServed(m, transport, c, mbs, f.maxQueueDelay, f.duration)
+				if err != nil {
+					return err
+				}
+				label := strings.ToUpper(transport) + " msgpack, batching off"
+				if batched {
+					label = strings.ToUpper(transport) + " msgpack, batching on"
+				}
+				if transport == f.transports[0] {
+					served[fmt.Sprint(batched, c)] = r
+				}
+				fmt.Fprintf(w, "%s\t%d\t%d\t%s\n", label, c, mbs, r)
 			}
-			r, err := benchServed(m, c, mbs, f.maxQueueDelay, f.duration)
-			if err != nil {
-				return err
-			}
-			label := "HTTP msgpack, batching off"
-			if batched {
-				label = "HTTP msgpack, batching on"
-			}
-			served[fmt.Sprint(batched, c)] = r
-			fmt.Fprintf(w, "%s\t%d\t%d\t%s\n", label, c, mbs, r)
 		}
 	}
 	w.Flush()
 
 	d1, dN := direct[1], direct[f.maxBatchSize]
-	fmt.Fprintf(stdout, "\n")
+	fmt.Fprintf(stdout, "\nratios over %s:\n", f.transports[0])
 	if r, ok := served[fmt.Sprint(false, 1)]; ok {
 		fmt.Fprintf(stdout, "overhead at concurrency 1: served p50 - direct p50 = %.0f µs\n", float64(r.p50-d1.p50)/1e3)
 	}
@@ -217,7 +228,34 @@ func benchDirect(m engine.Model, rows int, d time.Duration) (result, error) {
 	return summarize(lat, rows, time.Since(start)), nil
 }
 
-func benchServed(m engine.Model, clients, maxBatch int, delay, d time.Duration) (result, error) {
+// caller sends one predict and waits for its answer.
+type caller func() error
+
+// newCaller returns a caller of the given transport for one client
+// goroutine, and a function that releases its connection.
+func newCaller(transport, addr string, body []byte, httpClient *http.Client) (caller, func(), error) {
+	switch transport {
+	case "http":
+		url := "http://" + addr + "/v1/models/model:predict"
+		return func() error { return post(httpClient, url, body) }, func() {}, nil
+	case "ws":
+		conn, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/v1/websocket", nil)
+		if err != nil {
+			return nil, nil, err
+		}
+		call := func() error {
+			if err := conn.WriteMessage(websocket.BinaryMessage, body); err != nil {
+				return err
+			}
+			_, _, err := conn.ReadMessage()
+			return err
+		}
+		return call, func() { conn.Close() }, nil
+	}
+	return nil, nil, fmt.Errorf("unknown transport %q (want http or ws)", transport)
+}
+
+func benchServed(m engine.Model, transport string, clients, maxBatch int, delay, d time.Duration) (result, error) {
 	b := batching.New(m, batching.WithMaxBatchSize(maxBatch), batching.WithMaxQueueDelay(delay),
 		batching.WithMaxQueueSize(4*clients+16))
 	defer b.Close()
@@ -243,27 +281,34 @@ func benchServed(m engine.Model, clients, maxBatch int, delay, d time.Duration) 
 	if err != nil {
 		return result{}, err
 	}
-	url := "http://" + ln.Addr().String() + "/v1/models/model:predict"
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients}}
-	defer client.CloseIdleConnections()
+	httpClient := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients}}
+	defer httpClient.CloseIdleConnections()
 
 	var mu sync.Mutex
 	var all []time.Duration
 	var firstErr error
+	fail := func(err error) {
+		mu.Lock()
+		firstErr = errors.Join(firstErr, err)
+		mu.Unlock()
+	}
 	var wg sync.WaitGroup
 	start := time.Now()
 	for range clients {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			call, closeConn, err := newCaller(transport, ln.Addr().String(), body, httpClient)
+			if err != nil {
+				fail(err)
+				return
+			}
+			defer closeConn()
 			var lat []time.Duration
 			for time.Since(start) < d {
 				t := time.Now()
-				err := post(client, url, body)
-				if err != nil {
-					mu.Lock()
-					firstErr = errors.Join(firstErr, err)
-					mu.Unlock()
+				if err := call(); err != nil {
+					fail(err)
 					return
 				}
 				lat = append(lat, time.Since(t))

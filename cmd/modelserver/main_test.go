@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -85,7 +86,25 @@ func freePort(t *testing.T) int {
 type runningServer struct {
 	url    string
 	cmd    *exec.Cmd
-	stderr *bytes.Buffer
+	stderr *lockedBuffer
+}
+
+// lockedBuffer collects a running process's output while tests read it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // startServer runs modelserver with args and waits until it is ready.
@@ -95,8 +114,8 @@ func startServer(t *testing.T, args ...string) *runningServer {
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, serverBinary, append([]string{"--host", "127.0.0.1", "--port", fmt.Sprint(port)}, args...)...)
 	cmd.Env = append(os.Environ(), "ONNXRUNTIME_LIB="+ortLibrary(t))
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+	stderr := &lockedBuffer{}
+	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +131,7 @@ func startServer(t *testing.T, args ...string) *runningServer {
 		}
 		cancel()
 	})
-	s := &runningServer{url: fmt.Sprintf("http://127.0.0.1:%d", port), cmd: cmd, stderr: &stderr}
+	s := &runningServer{url: fmt.Sprintf("http://127.0.0.1:%d", port), cmd: cmd, stderr: stderr}
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
 		select {
