@@ -6,30 +6,19 @@ import (
 	"encoding/binary"
 	"errors"
 	"math"
-	"os"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/modelserver/modelserver/internal/onnxgen"
+	"github.com/modelserver/modelserver/internal/testort"
 	"github.com/modelserver/modelserver/tensor"
 )
 
-// requireORT initialises ONNX Runtime for a test, skipping when the library
-// is missing unless MODELSERVER_REQUIRE_ORT=1 (CI) makes that a failure.
+// requireORT initialises ONNX Runtime for a test (see testort).
 func requireORT(t testing.TB) {
 	t.Helper()
-	lib := os.Getenv("ONNXRUNTIME_LIB")
-	if lib == "" {
-		lib = "/usr/local/lib/libonnxruntime.so"
-	}
-	if _, err := os.Stat(lib); err != nil {
-		if os.Getenv("MODELSERVER_REQUIRE_ORT") == "1" {
-			t.Fatalf("ONNX Runtime library missing at %s", lib)
-		}
-		t.Skipf("ONNX Runtime library missing at %s; run scripts/install-onnxruntime.sh", lib)
-	}
-	if err := InitONNXRuntime(lib); err != nil {
+	if err := InitONNXRuntime(testort.Library(t)); err != nil {
 		t.Fatal(err)
 	}
 }

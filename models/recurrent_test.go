@@ -6,27 +6,17 @@ import (
 	"encoding/binary"
 	"errors"
 	"math"
-	"os"
 	"testing"
 
 	"github.com/modelserver/modelserver/engine"
 	"github.com/modelserver/modelserver/internal/onnxgen"
+	"github.com/modelserver/modelserver/internal/testort"
 	"github.com/modelserver/modelserver/tensor"
 )
 
 func loadCell(t *testing.T) engine.Model {
 	t.Helper()
-	lib := os.Getenv("ONNXRUNTIME_LIB")
-	if lib == "" {
-		lib = "/usr/local/lib/libonnxruntime.so"
-	}
-	if _, err := os.Stat(lib); err != nil {
-		if os.Getenv("MODELSERVER_REQUIRE_ORT") == "1" {
-			t.Fatalf("ONNX Runtime library missing at %s", lib)
-		}
-		t.Skipf("ONNX Runtime library missing at %s", lib)
-	}
-	if err := engine.InitONNXRuntime(lib); err != nil {
+	if err := engine.InitONNXRuntime(testort.Library(t)); err != nil {
 		t.Fatal(err)
 	}
 	data, err := onnxgen.RecurrentCell(onnxgen.RecurrentOptions{Seed: 7, In: 3, Hidden: 5, Output: 2})

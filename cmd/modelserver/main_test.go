@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/modelserver/modelserver/internal/onnxgen"
+	"github.com/modelserver/modelserver/internal/testort"
 )
 
 // These tests run the real binary, as a user would.
@@ -42,22 +43,8 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// ortLibrary returns the ONNX Runtime library the tests use, skipping when
-// there is none unless MODELSERVER_REQUIRE_ORT=1 (CI) makes that a failure.
-func ortLibrary(t *testing.T) string {
-	t.Helper()
-	lib := os.Getenv("ONNXRUNTIME_LIB")
-	if lib == "" {
-		lib = "/usr/local/lib/libonnxruntime.so"
-	}
-	if _, err := os.Stat(lib); err != nil {
-		if os.Getenv("MODELSERVER_REQUIRE_ORT") == "1" {
-			t.Fatalf("ONNX Runtime library missing at %s (run scripts/install-onnxruntime.sh)", lib)
-		}
-		t.Skipf("ONNX Runtime library missing at %s; run scripts/install-onnxruntime.sh", lib)
-	}
-	return lib
-}
+// ortLibrary returns the ONNX Runtime library the server under test uses.
+func ortLibrary(t *testing.T) string { return testort.Library(t) }
 
 func writeModelDir(t *testing.T, config string, model []byte) string {
 	t.Helper()

@@ -2,45 +2,30 @@ package onnxgen
 
 import (
 	"math"
-	"os"
 	"sync"
 	"testing"
 
 	ort "github.com/yalue/onnxruntime_go"
-)
 
-const defaultORTLibrary = "/usr/local/lib/libonnxruntime.so"
+	"github.com/modelserver/modelserver/internal/testort"
+)
 
 var ortEnv struct {
 	once sync.Once
-	path string
 	err  error
 }
 
-// requireORT initialises ONNX Runtime once per test binary. Without a usable
-// library the test is skipped, unless MODELSERVER_REQUIRE_ORT=1 (as in CI),
-// where a missing runtime must not let the tests pass unnoticed.
+// requireORT initialises ONNX Runtime once per test binary (see testort).
 func requireORT(t testing.TB) {
 	t.Helper()
+	path := testort.Library(t)
 	ortEnv.once.Do(func() {
-		ortEnv.path = os.Getenv("ONNXRUNTIME_LIB")
-		if ortEnv.path == "" {
-			ortEnv.path = defaultORTLibrary
-		}
-		if _, err := os.Stat(ortEnv.path); err != nil {
-			ortEnv.err = err
-			return
-		}
-		ort.SetSharedLibraryPath(ortEnv.path)
+		ort.SetSharedLibraryPath(path)
 		ortEnv.err = ort.InitializeEnvironment(ort.WithLogLevelError())
 	})
-	if ortEnv.err == nil {
-		return
+	if ortEnv.err != nil {
+		testort.Unusable(t, ortEnv.err)
 	}
-	if os.Getenv("MODELSERVER_REQUIRE_ORT") == "1" {
-		t.Fatalf("ONNX Runtime at %s is unusable and MODELSERVER_REQUIRE_ORT=1: %v", ortEnv.path, ortEnv.err)
-	}
-	t.Skipf("ONNX Runtime at %s is unusable (set ONNXRUNTIME_LIB or run scripts/install-onnxruntime.sh): %v", ortEnv.path, ortEnv.err)
 }
 
 // loadedModel is a model loaded by ONNX Runtime with every input and output
