@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-debian_packages=(curl python3 python3-numpy python3-msgpack python3-msgpack-numpy python3-requests python3-websockets)
+debian_packages=(curl protobuf-compiler python3 python3-numpy python3-msgpack python3-msgpack-numpy python3-requests python3-websockets)
 missing=()
 for p in "${debian_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -19,9 +19,17 @@ fi
 
 scripts/install-onnxruntime.sh
 
-# Tests that need ONNX Runtime or the Python reference client skip without
+# grpcurl is the reference gRPC client of the interop tests; the protoc
+# plugins let a test check that the generated code is current.
+gobin="$(go env GOPATH)/bin"
+GOBIN="$gobin" go install github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.4
+GOBIN="$gobin" go install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
+GOBIN="$gobin" go install google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
+export PATH="$gobin:$PATH"
+
+# Tests that need ONNX Runtime, the reference clients or protoc skip without
 # them on a developer's machine; here they must run.
-export MODELSERVER_REQUIRE_ORT=1 MODELSERVER_REQUIRE_INTEROP=1
+export MODELSERVER_REQUIRE_ORT=1 MODELSERVER_REQUIRE_INTEROP=1 MODELSERVER_REQUIRE_PROTOC=1
 
 go mod download
 go vet ./...

@@ -21,11 +21,16 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/modelserver/modelserver/batching"
 	"github.com/modelserver/modelserver/codec"
 	"github.com/modelserver/modelserver/engine"
+	"github.com/modelserver/modelserver/grpcserver"
 	"github.com/modelserver/modelserver/models"
+	"github.com/modelserver/modelserver/oip"
+	pb "github.com/modelserver/modelserver/proto/inferencepb"
 	"github.com/modelserver/modelserver/server"
 	"github.com/modelserver/modelserver/tensor"
 )
@@ -53,7 +58,7 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&f.model, "model", models.DefaultModel, "built-in model name or model directory; its first input gets one row per request")
 	fs.StringVar(&f.ortLib, "onnxruntime-lib", "", "path of libonnxruntime.so (default as for serving)")
 	fs.StringVar(&conc, "concurrency", "1,64", "comma-separated client counts")
-	fs.StringVar(&transports, "transports", "http", "comma-separated transports to measure: http, ws; the ratios use the first")
+	fs.StringVar(&transports, "transports", "http", "comma-separated transports to measure: http, ws, grpc; the ratios use the first")
 	fs.DurationVar(&f.duration, "duration", 5*time.Second, "length of each measurement")
 	fs.IntVar(&f.maxBatchSize, "max-batch-size", 32, "rows per batch with batching on")
 	fs.DurationVar(&f.maxQueueDelay, "max-queue-delay", time.Millisecond, "longest wait for a batch to fill")
@@ -69,7 +74,11 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 		f.concurrency = append(f.concurrency, n)
 	}
 	for _, tr := range strings.Split(transports, ",") {
-		f.transports = append(f.transports, strings.TrimSpace(tr))
+		tr = strings.TrimSpace(tr)
+		if _, ok := transportLabels[tr]; !ok {
+			return fmt.Errorf("--transports: unknown transport %q (want http, ws or grpc)", tr)
+		}
+		f.transports = append(f.transports, tr)
 	}
 	libPath, err := ortLibraryPath(f.ortLib)
 	if err != nil {
@@ -117,9 +126,9 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 				if err != nil {
 					return err
 				}
-				label := strings.ToUpper(transport) + " msgpack, batching off"
+				label := transportLabels[transport] + ", batching off"
 				if batched {
-					label = strings.ToUpper(transport) + " msgpack, batching on"
+					label = transportLabels[transport] + ", batching on"
 				}
 				if transport == f.transports[0] {
 					served[fmt.Sprint(batched, c)] = r
@@ -228,13 +237,36 @@ func benchDirect(m engine.Model, rows int, d time.Duration) (result, error) {
 	return summarize(lat, rows, time.Since(start)), nil
 }
 
+// transportLabels name each transport and its encoding in the table.
+var transportLabels = map[string]string{"http": "HTTP msgpack", "ws": "WebSocket msgpack", "grpc": "gRPC raw contents"}
+
 // caller sends one predict and waits for its answer.
 type caller func() error
 
+// benchTarget is what the clients of one measurement call.
+type benchTarget struct {
+	httpAddr, grpcAddr string
+	body               []byte // msgpack predict body
+	grpcRequest        *pb.ModelInferRequest
+	httpClient         *http.Client
+}
+
 // newCaller returns a caller of the given transport for one client
 // goroutine, and a function that releases its connection.
-func newCaller(transport, addr string, body []byte, httpClient *http.Client) (caller, func(), error) {
+func newCaller(transport string, tg benchTarget) (caller, func(), error) {
+	addr, body, httpClient := tg.httpAddr, tg.body, tg.httpClient
 	switch transport {
+	case "grpc":
+		conn, err := grpc.NewClient(tg.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return nil, nil, err
+		}
+		client := pb.NewGRPCInferenceServiceClient(conn)
+		call := func() error {
+			_, err := client.ModelInfer(context.Background(), tg.grpcRequest)
+			return err
+		}
+		return call, func() { conn.Close() }, nil
 	case "http":
 		url := "http://" + addr + "/v1/models/model:predict"
 		return func() error { return post(httpClient, url, body) }, func() {}, nil
@@ -252,7 +284,7 @@ func newCaller(transport, addr string, body []byte, httpClient *http.Client) (ca
 		}
 		return call, func() { conn.Close() }, nil
 	}
-	return nil, nil, fmt.Errorf("unknown transport %q (want http or ws)", transport)
+	return nil, nil, fmt.Errorf("unknown transport %q (want http, ws or grpc)", transport)
 }
 
 func benchServed(m engine.Model, transport string, clients, maxBatch int, delay, d time.Duration) (result, error) {
@@ -268,6 +300,14 @@ func benchServed(m engine.Model, transport string, clients, maxBatch int, delay,
 	hs := &http.Server{Handler: srv.Handler()}
 	go hs.Serve(ln)
 	defer hs.Close()
+	gs := grpcserver.New(grpcserver.Options{Logger: slog.New(slog.DiscardHandler)})
+	gs.SetReady(grpcserver.Model{Name: "model", Signature: m.Signature(), Predictor: b})
+	gln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return result{}, err
+	}
+	go gs.Serve(gln)
+	defer gs.Stop()
 
 	inputs, err := benchInputs(m.Signature(), 1)
 	if err != nil {
@@ -283,6 +323,8 @@ func benchServed(m engine.Model, transport string, clients, maxBatch int, delay,
 	}
 	httpClient := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients}}
 	defer httpClient.CloseIdleConnections()
+	target := benchTarget{httpAddr: ln.Addr().String(), grpcAddr: gln.Addr().String(), body: body,
+		grpcRequest: grpcRequest(m.Signature(), inputs), httpClient: httpClient}
 
 	var mu sync.Mutex
 	var all []time.Duration
@@ -298,7 +340,7 @@ func benchServed(m engine.Model, transport string, clients, maxBatch int, delay,
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			call, closeConn, err := newCaller(transport, ln.Addr().String(), body, httpClient)
+			call, closeConn, err := newCaller(transport, target)
 			if err != nil {
 				fail(err)
 				return
@@ -323,6 +365,18 @@ func benchServed(m engine.Model, transport string, clients, maxBatch int, delay,
 		return result{}, firstErr
 	}
 	return summarize(all, 1, time.Since(start)), nil
+}
+
+// grpcRequest is a ModelInfer request carrying inputs as raw contents.
+func grpcRequest(sig engine.Signature, inputs map[string]tensor.Tensor) *pb.ModelInferRequest {
+	req := &pb.ModelInferRequest{ModelName: "model"}
+	for _, spec := range sig.Inputs {
+		t := inputs[spec.Name]
+		datatype, _ := oip.Datatype(t.DType)
+		req.Inputs = append(req.Inputs, &pb.ModelInferRequest_InferInputTensor{Name: spec.Name, Datatype: datatype, Shape: t.Shape})
+		req.RawInputContents = append(req.RawInputContents, t.Data)
+	}
+	return req
 }
 
 func post(client *http.Client, url string, body []byte) error {

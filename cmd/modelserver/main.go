@@ -30,7 +30,9 @@ import (
 	"github.com/modelserver/modelserver/config"
 	"github.com/modelserver/modelserver/cuda"
 	"github.com/modelserver/modelserver/engine"
+	"github.com/modelserver/modelserver/grpcserver"
 	"github.com/modelserver/modelserver/models"
+	"github.com/modelserver/modelserver/oip"
 	"github.com/modelserver/modelserver/server"
 )
 
@@ -62,6 +64,7 @@ type flags struct {
 	logFormat          string
 	shutdownGrace      time.Duration
 	wsMaxMessageBytes  int64
+	grpcPort           int
 }
 
 func parseFlags(args []string, stderr io.Writer) (flags, error) {
@@ -71,6 +74,7 @@ func parseFlags(args []string, stderr io.Writer) (flags, error) {
 	fs.StringVar(&f.model, "model", models.DefaultModel, "built-in model name ("+strings.Join(models.BuiltinNames(), ", ")+") or a directory holding config.yaml and model.onnx")
 	fs.StringVar(&f.host, "host", "0.0.0.0", "address to listen on")
 	fs.IntVar(&f.port, "port", 8080, "HTTP port")
+	fs.IntVar(&f.grpcPort, "grpc-port", 8081, "gRPC port (Open Inference Protocol); 0 disables gRPC")
 	fs.StringVar(&f.ortLib, "onnxruntime-lib", "", "path of libonnxruntime.so (default: $ONNXRUNTIME_LIB, then /usr/local/lib, then ~/.local/lib)")
 	fs.Int64Var(&f.maxRequestBytes, "max-request-bytes", 0, "largest request body in bytes (default: config.yaml runtime.max_request_bytes, 100 MiB)")
 	fs.IntVar(&f.predictConcurrency, "predict-concurrency", 0, "model executions in flight (default: config.yaml runtime.predict_concurrency, 1)")
@@ -156,26 +160,44 @@ func run(args []string, stderr io.Writer) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	predictTimeout := time.Duration(rt.PredictTimeoutS * float64(time.Second))
 	srv := server.New(server.Options{
 		MaxRequestBytes:          rt.MaxRequestBytes,
-		PredictTimeout:           time.Duration(rt.PredictTimeoutS * float64(time.Second)),
+		PredictTimeout:           predictTimeout,
 		StreamingReadTimeout:     time.Duration(rt.StreamingReadTimeout) * time.Second,
 		WebSocketMaxMessageBytes: f.wsMaxMessageBytes,
 		Logger:                   log,
 		Registerer:               reg,
 		Gatherer:                 reg,
 	})
-	addr := net.JoinHostPort(f.host, strconv.Itoa(f.port))
-	ln, err := net.Listen("tcp", addr)
+	oipHandler := oip.NewHandler(oip.HandlerOptions{MaxRequestBytes: rt.MaxRequestBytes, PredictTimeout: predictTimeout, Logger: log})
+	root := http.NewServeMux()
+	root.Handle("/v2", oipHandler)
+	root.Handle("/v2/", oipHandler)
+	root.Handle("/", srv.Handler())
+	ln, err := net.Listen("tcp", net.JoinHostPort(f.host, strconv.Itoa(f.port)))
 	if err != nil {
 		return err
 	}
-	httpServer := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second}
+	var grpcSrv *grpcserver.Server
+	var grpcLn net.Listener
+	if f.grpcPort > 0 {
+		if grpcLn, err = net.Listen("tcp", net.JoinHostPort(f.host, strconv.Itoa(f.grpcPort))); err != nil {
+			ln.Close()
+			return err
+		}
+		grpcSrv = grpcserver.New(grpcserver.Options{MaxMessageBytes: int(rt.MaxRequestBytes), PredictTimeout: predictTimeout, Logger: log})
+	}
+	httpServer := &http.Server{Handler: root, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	serveErr := make(chan error, 1)
+	serveErr := make(chan error, 2)
 	go func() { serveErr <- httpServer.Serve(ln) }()
 	log.Info("listening", "addr", ln.Addr().String(), "model", src.Name, "onnxruntime", engine.ONNXRuntimeVersion())
+	if grpcSrv != nil {
+		go func() { serveErr <- grpcSrv.Serve(grpcLn) }()
+		log.Info("listening for gRPC", "addr", grpcLn.Addr().String())
+	}
 	if _, err := cuda.Devices(); err != nil {
 		log.Info("running on the CPU", "reason", err.Error())
 	}
@@ -193,10 +215,18 @@ wait:
 		case res := <-loaded:
 			if res.err != nil {
 				httpServer.Close()
+				if grpcSrv != nil {
+					grpcSrv.Stop()
+				}
 				return res.err
 			}
 			model, batcher = res.model, res.batcher
 			srv.SetReady(res.serving)
+			name := src.Config.ModelName
+			oipHandler.SetReady(oip.Model{Name: name, Signature: res.serving.Signature, Predictor: res.serving.Predictor, Streamer: res.serving.Streamer})
+			if grpcSrv != nil {
+				grpcSrv.SetReady(grpcserver.Model{Name: name, Signature: res.serving.Signature, Predictor: res.serving.Predictor, Streamer: res.serving.Streamer})
+			}
 			loaded = nil
 		case <-ctx.Done():
 			break wait
@@ -205,9 +235,19 @@ wait:
 	stop()
 	log.Info("shutting down", "grace", f.shutdownGrace)
 	srv.SetClosing()
+	oipHandler.SetClosing()
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), f.shutdownGrace)
 	defer cancel()
+	grpcDone := make(chan error, 1)
+	if grpcSrv != nil {
+		go func() { grpcDone <- grpcSrv.Shutdown(shutdownCtx) }()
+	} else {
+		grpcDone <- nil
+	}
 	err = httpServer.Shutdown(shutdownCtx)
+	if gerr := <-grpcDone; gerr != nil {
+		log.Warn("grace period over; gRPC calls still in flight were cancelled", "error", gerr)
+	}
 	if batcher != nil {
 		batcher.Close()
 	}

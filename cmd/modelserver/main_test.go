@@ -72,6 +72,7 @@ func freePort(t *testing.T) int {
 
 type runningServer struct {
 	url    string
+	grpc   string // host:port of the gRPC listener
 	cmd    *exec.Cmd
 	stderr *lockedBuffer
 }
@@ -97,9 +98,9 @@ func (b *lockedBuffer) String() string {
 // startServer runs modelserver with args and waits until it is ready.
 func startServer(t *testing.T, args ...string) *runningServer {
 	t.Helper()
-	port := freePort(t)
+	port, grpcPort := freePort(t), freePort(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, serverBinary, append([]string{"--host", "127.0.0.1", "--port", fmt.Sprint(port)}, args...)...)
+	cmd := exec.CommandContext(ctx, serverBinary, append([]string{"--host", "127.0.0.1", "--port", fmt.Sprint(port), "--grpc-port", fmt.Sprint(grpcPort)}, args...)...)
 	cmd.Env = append(os.Environ(), "ONNXRUNTIME_LIB="+ortLibrary(t))
 	stderr := &lockedBuffer{}
 	cmd.Stderr = stderr
@@ -118,7 +119,7 @@ func startServer(t *testing.T, args ...string) *runningServer {
 		}
 		cancel()
 	})
-	s := &runningServer{url: fmt.Sprintf("http://127.0.0.1:%d", port), cmd: cmd, stderr: stderr}
+	s := &runningServer{url: fmt.Sprintf("http://127.0.0.1:%d", port), grpc: fmt.Sprintf("127.0.0.1:%d", grpcPort), cmd: cmd, stderr: stderr}
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
 		select {
@@ -217,7 +218,7 @@ func TestStartupErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cmd := exec.Command(serverBinary, append([]string{"--host", "127.0.0.1", "--port", fmt.Sprint(freePort(t))}, tt.args...)...)
+			cmd := exec.Command(serverBinary, append([]string{"--host", "127.0.0.1", "--port", fmt.Sprint(freePort(t)), "--grpc-port", "0"}, tt.args...)...)
 			cmd.Env = append(os.Environ(), "ONNXRUNTIME_LIB="+tt.env)
 			var stderr bytes.Buffer
 			cmd.Stderr = &stderr
@@ -250,13 +251,13 @@ func lastLine(s string) string {
 // TestBenchCommand runs a short `modelserver bench` so the command cannot rot;
 // the figures themselves are not asserted.
 func TestBenchCommand(t *testing.T) {
-	cmd := exec.Command(serverBinary, "bench", "--duration", "200ms", "--concurrency", "1,4", "--max-batch-size", "4")
+	cmd := exec.Command(serverBinary, "bench", "--duration", "200ms", "--concurrency", "1,4", "--max-batch-size", "4", "--transports", "http,ws,grpc")
 	cmd.Env = append(os.Environ(), "ONNXRUNTIME_LIB="+ortLibrary(t))
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("bench failed: %v\n%s", err, out)
 	}
-	for _, want := range []string{"direct Run", "HTTP msgpack, batching on", "overhead at concurrency 1", "batching gain served"} {
+	for _, want := range []string{"direct Run", "HTTP msgpack, batching on", "WebSocket msgpack, batching off", "gRPC raw contents, batching on", "overhead at concurrency 1", "batching gain served"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("bench output lacks %q:\n%s", want, out)
 		}
