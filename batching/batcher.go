@@ -186,8 +186,9 @@ func (b *Batcher) Predict(ctx context.Context, inputs map[string]tensor.Tensor) 
 }
 
 // Close stops accepting requests, fails the queued ones with ErrClosed and
-// waits for the executions in flight to end. It is idempotent; every call
-// returns once all of the Batcher's goroutines have ended.
+// waits for the executions in flight to end (it does not cancel them). It is
+// idempotent; every call returns once all of the Batcher's goroutines have
+// ended. It does not close the model.
 func (b *Batcher) Close() {
 	b.closeOnce.Do(func() {
 		b.mu.Lock()
@@ -390,22 +391,28 @@ func (b *Batcher) nextLocked(now time.Time) (*batch, time.Time) {
 		bestN    int
 		deadline time.Time
 	)
-	for _, g := range b.queuesLocked() {
+	consider := func(g *group) {
 		if best != nil && best.head.seq < g.head.seq {
-			continue // an older ready request goes first
+			return // an older ready request goes first
 		}
 		if g == &b.solo || !batching {
 			best, bestN = g, 1
-			continue
+			return
 		}
 		n, ready := b.planLocked(g, now)
 		if ready {
 			best, bestN = g, n
-			continue
+			return
 		}
 		if d := g.head.enqueued.Add(b.opts.maxQueueDelay); deadline.IsZero() || d.Before(deadline) {
 			deadline = d
 		}
+	}
+	if b.solo.head != nil {
+		consider(&b.solo)
+	}
+	for _, g := range b.groups {
+		consider(g)
 	}
 	if best == nil {
 		return nil, deadline

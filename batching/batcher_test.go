@@ -219,7 +219,7 @@ func TestInvalidInputs(t *testing.T) {
 			rec := &recorder{}
 			m := newFakeModel(multiSig(), multi, false)
 			b := startBatcher(t, m, batching.WithMaxBatchSize(4), batching.WithObserver(rec))
-					_, err := b.Predict(t.Context(), tc.inputs)
+			_, err := b.Predict(t.Context(), tc.inputs)
 			if !errors.Is(err, engine.ErrInvalidInput) {
 				t.Fatalf("Predict = %v, want an error wrapping engine.ErrInvalidInput", err)
 			}
@@ -266,7 +266,7 @@ func TestQueueFullManyClients(t *testing.T) {
 	b := startBatcher(t, m, batching.WithMaxBatchSize(1), batching.WithMaxQueueDelay(0),
 		batching.WithMaxQueueSize(10), batching.WithObserver(rec))
 	var wg sync.WaitGroup
-	defer wg.Wait()
+	defer shutdown(m, b, &wg)
 	wg.Go(func() {
 		if _, err := b.Predict(t.Context(), taggedInput(0, 1, 2)); err != nil {
 			t.Errorf("first request: %v", err)
@@ -314,8 +314,8 @@ func TestPredictConcurrency(t *testing.T) {
 		clk := batching.NewFakeClock()
 		m := newFakeModel(rowwiseSig(), rowwise, true)
 		b := startBatcher(t, m, batching.WithMaxBatchSize(1), batching.WithPredictConcurrency(3), batching.WithClock(clk))
-			var wg sync.WaitGroup
-		defer wg.Wait()
+		var wg sync.WaitGroup
+		defer shutdown(m, b, &wg)
 		for i := range 5 {
 			wg.Go(func() {
 				if _, err := b.Predict(t.Context(), taggedInput(i, 1, 2)); err != nil {
@@ -341,7 +341,7 @@ func TestPredictConcurrency(t *testing.T) {
 		for _, c := range calls[2:] {
 			close(c.release)
 		}
-		wg.Wait()
+		waitFor(t, &wg)
 		if _, maxRunning, _, _ := m.stats(); maxRunning != 3 {
 			t.Errorf("at most %d executions ran at once, want 3", maxRunning)
 		}
@@ -353,7 +353,7 @@ func TestPredictConcurrency(t *testing.T) {
 		}, false)
 		m.started = nil
 		b := startBatcher(t, m, batching.WithMaxBatchSize(4), batching.WithMaxQueueDelay(50*time.Microsecond), batching.WithPredictConcurrency(3))
-			var wg sync.WaitGroup
+		var wg sync.WaitGroup
 		for c := range 32 {
 			wg.Go(func() {
 				for i := range 20 {
@@ -385,7 +385,7 @@ func TestCancelWhileQueuedNeverExecutes(t *testing.T) {
 	m := newFakeModel(rowwiseSig(), rowwise, true)
 	b := startBatcher(t, m, batching.WithMaxBatchSize(4), batching.WithMaxQueueDelay(0), batching.WithObserver(rec))
 	var wg sync.WaitGroup
-	defer wg.Wait()
+	defer shutdown(m, b, &wg)
 	wg.Go(func() {
 		if _, err := b.Predict(t.Context(), taggedInput(0, 1, 2)); err != nil {
 			t.Error(err)
@@ -603,7 +603,7 @@ func TestModelErrors(t *testing.T) {
 		t.Fatalf("second execution holds %v, want [2 3]", ids)
 	}
 	close(second.release)
-	wg.Wait()
+	waitFor(t, &wg)
 	for i, err := range errs[:3] {
 		if !errors.Is(err, boom) {
 			t.Errorf("request %d: %v, want boom", i+1, err)
@@ -635,7 +635,7 @@ func TestOutputsAreOwned(t *testing.T) {
 	close(first.release)
 	second := m.nextCall(t)
 	close(second.release)
-	wg.Wait()
+	waitFor(t, &wg)
 	if ids, _, _ := requestsOf(second.snapshot["x"]); len(ids) != 2 {
 		t.Fatalf("the second execution holds requests %v, want two", ids)
 	}
@@ -665,8 +665,8 @@ func TestClose(t *testing.T) {
 	for range 3 {
 		closers.Go(b.Close)
 	}
-	closers.Wait()
-	wg.Wait()
+	waitFor(t, &closers)
+	waitFor(t, &wg)
 	for i, err := range errs {
 		if !errors.Is(err, batching.ErrClosed) {
 			t.Errorf("queued request %d: %v, want ErrClosed", i, err)
@@ -691,7 +691,7 @@ func TestDefaults(t *testing.T) {
 		t.Errorf("33 rows: %v, want an error naming the limit 32", err)
 	}
 	var wg sync.WaitGroup
-	defer wg.Wait()
+	defer shutdown(m, b, &wg)
 	wg.Go(func() { _, _ = b.Predict(t.Context(), taggedInput(1, 32, 1)) }) // full: goes at once
 	first := m.nextCall(t)
 	release := sync.OnceFunc(func() { close(first.release) })
@@ -719,7 +719,7 @@ func TestDefaults(t *testing.T) {
 	}
 	release()
 	b.Close() // fails the queued requests
-	wg.Wait()
+	waitFor(t, &wg)
 }
 
 // TestObserverWaits checks the queue waits the Observer receives.
@@ -734,12 +734,12 @@ func TestObserverWaits(t *testing.T) {
 	eventually(t, "the first request is queued", func() bool { return countQueued(b) == 1 })
 	clk.Advance(300 * time.Microsecond)
 	cancel()
-	wg.Wait()
+	waitFor(t, &wg)
 	wg.Go(func() { _, _ = b.Predict(t.Context(), taggedInput(2, 1, 2)) })
 	eventually(t, "the second request is queued", func() bool { return countQueued(b) == 1 })
 	clk.Advance(time.Millisecond)
 	close(m.nextCall(t).release)
-	wg.Wait()
+	waitFor(t, &wg)
 	rec.read(func(r *recorder) {
 		if !slices.Equal(r.dropWaits, []time.Duration{300 * time.Microsecond}) || !errors.Is(r.dropped[0], context.Canceled) {
 			t.Errorf("dropped %v after %v, want [context.Canceled] after [300µs]", r.dropped, r.dropWaits)

@@ -12,10 +12,12 @@
 // arrival order, run once, and every output is split back by row offsets, so
 // that each caller receives exactly what an unbatched run of its request
 // gives (for a model whose rows are independent of each other). A batch is
-// sent when it holds the maximum batch size in rows or cannot grow further,
-// when it holds a preferred batch size, or when its oldest request has waited
-// the maximum queue delay; batches are formed only when an execution slot is
-// free, so requests keep accumulating while the model is busy.
+// sent when it holds the maximum batch size in rows, else when it holds a
+// preferred batch size (the largest that can be formed), else when the next
+// request of its group does not fit, else when its oldest request has waited
+// the maximum queue delay. Batches are formed only when an execution slot is
+// free, so requests keep accumulating while the model is busy; of the groups
+// ready to go, the one holding the oldest request goes first.
 //
 // Models with a fixed first dimension, with no inputs or outputs, or served
 // with a maximum batch size of 0 run unbatched, one request per execution,
@@ -26,6 +28,9 @@
 // from then on, and Observer.Unbatchable is called once. A model that mixes
 // rows but keeps the row count cannot be detected; serve it with
 // WithMaxBatchSize(0).
+//
+// An error returned by a batched execution is returned to every request of
+// the batch; a panic in Model.Run becomes an error wrapping engine.ErrRuntime.
 //
 // # Admission, queueing and cancellation
 //

@@ -66,10 +66,7 @@ var errStopped = errors.New("fake model stopped at the end of the test")
 // hang in Close.
 func startBatcher(t testing.TB, m *fakeModel, opts ...batching.Option) *batching.Batcher {
 	b := batching.New(m, opts...)
-	t.Cleanup(func() {
-		m.stopOnce.Do(func() { close(m.stop) })
-		b.Close()
-	})
+	t.Cleanup(func() { shutdown(m, b, &sync.WaitGroup{}) })
 	return b
 }
 
@@ -113,6 +110,15 @@ func (m *fakeModel) Run(ctx context.Context, inputs map[string]tensor.Tensor) (m
 	out, err := m.fn(inputs)
 	c.err = err
 	return out, err
+}
+
+// shutdown lets m's blocked executions go, closes b and waits for wg, so
+// that a test that fails while executions are blocked ends instead of
+// hanging.
+func shutdown(m *fakeModel, b *batching.Batcher, wg *sync.WaitGroup) {
+	m.stopOnce.Do(func() { close(m.stop) })
+	b.Close()
+	wg.Wait()
 }
 
 func (m *fakeModel) stats() (running, maxRunning, runs int, mutated []string) {
@@ -220,6 +226,22 @@ func eventually(t testing.TB, what string, cond func() bool) {
 			t.Fatalf("timed out waiting until %s", what)
 		}
 		time.Sleep(50 * time.Microsecond)
+	}
+}
+
+// waitFor waits for wg, failing the test if that takes more than 10s (a
+// Predict that never returns).
+func waitFor(t testing.TB, wg *sync.WaitGroup) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("timed out waiting for Predict calls to return")
 	}
 }
 

@@ -63,9 +63,10 @@ func WithMaxQueueDelay(d time.Duration) Option {
 }
 
 // WithPreferredBatchSizes sets batch sizes, in rows, that are sent as soon as
-// they can be formed, without waiting for the queue delay. When several can
-// be formed, the largest is sent. Sizes outside [1, max batch size] are
-// ignored. Default none.
+// they can be formed from the oldest requests of a group, without waiting for
+// the queue delay. When several can be formed, the largest is sent; a batch
+// of the maximum batch size is always sent in preference. Sizes outside
+// [1, max batch size] are ignored. Default none.
 func WithPreferredBatchSizes(rows ...int) Option {
 	return optionFunc(func(o *options) {
 		o.preferred = o.preferred[:0]
