@@ -71,13 +71,22 @@ type ONNXOptions struct {
 	// InterOpThreads is the number of operators run in parallel; 0 lets the
 	// runtime choose.
 	InterOpThreads int
+	// Execution says where the session runs: the CPU (the zero value) or
+	// ONNX Runtime's CUDA, and optionally TensorRT, execution providers on
+	// a GPU. A provider that cannot be set up fails the load with an error
+	// wrapping ErrProviderUnavailable.
+	Execution Execution
 }
 
-// ONNXModel is a Model executed by ONNX Runtime on the CPU.
+// ONNXModel is a Model executed by ONNX Runtime, on the CPU or a GPU.
 type ONNXModel struct {
-	session *ort.DynamicAdvancedSession
-	sig     Signature
+	session   *ort.DynamicAdvancedSession
+	sig       Signature
+	providers Providers
 }
+
+// Providers reports the execution providers the session was created with.
+func (m *ONNXModel) Providers() Providers { return m.providers }
 
 var _ Model = (*ONNXModel)(nil)
 
@@ -119,6 +128,10 @@ func loadONNX(data []byte, path string, opts ONNXOptions) (*ONNXModel, error) {
 			return nil, err
 		}
 	}
+	providers, err := AppendProviders(so, opts.Execution)
+	if err != nil {
+		return nil, err
+	}
 	in, out := specNames(sig.Inputs), specNames(sig.Outputs)
 	var session *ort.DynamicAdvancedSession
 	if path != "" {
@@ -129,7 +142,7 @@ func loadONNX(data []byte, path string, opts ONNXOptions) (*ONNXModel, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating ONNX Runtime session: %w", err)
 	}
-	return &ONNXModel{session: session, sig: sig}, nil
+	return &ONNXModel{session: session, sig: sig, providers: providers}, nil
 }
 
 func specNames(specs []TensorSpec) []string {

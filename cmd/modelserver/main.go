@@ -1,6 +1,6 @@
 // Command modelserver serves one model over Truss-compatible HTTP.
 //
-//	modelserver [--model NAME|DIR] [--host H] [--port P] [--onnxruntime-lib PATH] ...
+//	modelserver [--model NAME|DIR] [--device auto|cpu|cuda|cuda:N] [--host H] [--port P] [--onnxruntime-lib PATH] ...
 //	modelserver bench [--model NAME|DIR] [--concurrency 1,64] [--duration 5s] ...
 //
 // It is the only package that reads flags and the environment.
@@ -29,6 +29,7 @@ import (
 	"github.com/modelserver/modelserver/batching"
 	"github.com/modelserver/modelserver/config"
 	"github.com/modelserver/modelserver/cuda"
+	"github.com/modelserver/modelserver/cuda/cudametrics"
 	"github.com/modelserver/modelserver/engine"
 	"github.com/modelserver/modelserver/grpcserver"
 	"github.com/modelserver/modelserver/models"
@@ -54,6 +55,7 @@ func main() {
 
 type flags struct {
 	model              string
+	device             cuda.Request
 	host               string
 	port               int
 	ortLib             string
@@ -72,6 +74,11 @@ func parseFlags(args []string, stderr io.Writer) (flags, error) {
 	fs := flag.NewFlagSet("modelserver", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&f.model, "model", models.DefaultModel, "built-in model name ("+strings.Join(models.BuiltinNames(), ", ")+") or a directory holding config.yaml and model.onnx")
+	fs.Func("device", "where to run the model: auto (the first GPU, else the CPU; the default), cpu, cuda (the first GPU) or cuda:N", func(s string) error {
+		var err error
+		f.device, err = cuda.ParseDevice(s)
+		return err
+	})
 	fs.StringVar(&f.host, "host", "0.0.0.0", "address to listen on")
 	fs.IntVar(&f.port, "port", 8080, "HTTP port")
 	fs.IntVar(&f.grpcPort, "grpc-port", 8081, "gRPC port (Open Inference Protocol); 0 disables gRPC")
@@ -147,6 +154,14 @@ func run(args []string, stderr io.Writer) error {
 	if len(src.Config.UnknownKeys) > 0 {
 		log.Warn("config.yaml has keys modelserver does not know; they are ignored", "keys", src.Config.UnknownKeys)
 	}
+	placement, exec, worker, err := chooseDevice(f.device, src, log)
+	if err != nil {
+		return err
+	}
+	if worker != nil {
+		defer worker.Stop()
+	}
+	accel, _ := cuda.ParseAccelerator(src.Config.Resources.Accelerator) // checked by chooseDevice
 	rt := src.Config.Runtime
 	if f.maxRequestBytes > 0 {
 		rt.MaxRequestBytes = f.maxRequestBytes
@@ -160,6 +175,11 @@ func run(args []string, stderr io.Writer) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if worker != nil {
+		reg.MustRegister(cudametrics.New(accel, worker))
+	} else {
+		reg.MustRegister(cudametrics.New(accel))
+	}
 	predictTimeout := time.Duration(rt.PredictTimeoutS * float64(time.Second))
 	srv := server.New(server.Options{
 		MaxRequestBytes:          rt.MaxRequestBytes,
@@ -198,13 +218,10 @@ func run(args []string, stderr io.Writer) error {
 		go func() { serveErr <- grpcSrv.Serve(grpcLn) }()
 		log.Info("listening for gRPC", "addr", grpcLn.Addr().String())
 	}
-	if _, err := cuda.Devices(); err != nil {
-		log.Info("running on the CPU", "reason", err.Error())
-	}
 
 	loaded := make(chan loadResult, 1)
 	obs := server.NewBatchObserver(reg, log)
-	go func() { loaded <- load(src, f, rt, obs, log) }()
+	go func() { loaded <- load(src, f, placement, exec, rt, obs, log) }()
 	var model interface{ Close() error }
 	var batcher *batching.Batcher
 wait:
@@ -270,16 +287,28 @@ type loadResult struct {
 
 // load creates the runtime session, which may take long for big models; the
 // server answers 503 on readiness meanwhile.
-func load(src *models.Source, f flags, rt config.Runtime, obs batching.Observer, log *slog.Logger) loadResult {
+func load(src *models.Source, f flags, placement cuda.Placement, exec engine.Execution, rt config.Runtime, obs batching.Observer, log *slog.Logger) loadResult {
 	start := time.Now()
 	log.Info("Executing model.load()...", "model", src.Name)
-	opts := engine.ONNXOptions{IntraOpThreads: f.intraOpThreads}
-	var m *engine.ONNXModel
-	var err error
-	if src.ONNXPath != "" {
-		m, err = engine.LoadONNXFile(src.ONNXPath, opts)
-	} else {
-		m, err = engine.LoadONNXBytes(src.ONNX, opts)
+	opts := engine.ONNXOptions{IntraOpThreads: f.intraOpThreads, Execution: exec}
+	m, err := loadONNX(src, opts)
+	if errors.Is(err, engine.ErrProviderUnavailable) {
+		// auto moves to the CPU; an explicit cuda or cuda:N fails here.
+		var ferr error
+		if placement, ferr = placement.Fallback(err); ferr != nil {
+			log.Error("Exception while loading model", "model", src.Name, "error", ferr)
+			return loadResult{err: fmt.Errorf("loading model %s: %w", src.Name, ferr)}
+		}
+		log.Warn("ONNX Runtime cannot use the GPU; falling back to the CPU", "reason", placement.Reason)
+		opts.Execution = engine.Execution{}
+		m, err = loadONNX(src, opts)
+	}
+	if err == nil {
+		p := m.Providers()
+		log.Info("execution providers", "device", placement.String(), "providers", p.String())
+		if p.TensorRTErr != nil {
+			log.Warn("TensorRT was asked for but is unavailable; running on CUDA", "error", p.TensorRTErr)
+		}
 	}
 	if err != nil {
 		log.Error("Exception while loading model", "model", src.Name, "error", err)
@@ -300,6 +329,68 @@ func load(src *models.Source, f flags, rt config.Runtime, obs batching.Observer,
 	}
 	b := batching.New(m, batchingOptions(rt, obs)...)
 	return done(loadResult{model: m, batcher: b, serving: server.Model{Signature: m.Signature(), Predictor: b}})
+}
+
+func loadONNX(src *models.Source, opts engine.ONNXOptions) (*engine.ONNXModel, error) {
+	if src.ONNXPath != "" {
+		return engine.LoadONNXFile(src.ONNXPath, opts)
+	}
+	return engine.LoadONNXBytes(src.ONNX, opts)
+}
+
+// chooseDevice applies --device (cuda.Select) to what cuda.Probe finds,
+// reports the inventory and config.yaml's resources.accelerator, and starts
+// the chosen GPU's worker, which serves the GPU gauges of /metrics. A
+// binary built without the cuda tag finds no GPU, so auto means the CPU
+// there and cuda fails; a cuda-tagged one needs the driver library to start
+// at all, so it runs where GPUs are meant to be.
+func chooseDevice(req cuda.Request, src *models.Source, log *slog.Logger) (cuda.Placement, engine.Execution, *cuda.Worker, error) {
+	var inv cuda.Inventory
+	var probeErr error
+	if req.Explicit && req.Kind == cuda.CPU {
+		probeErr = errors.New("not probed: --device cpu")
+	} else {
+		inv, probeErr = cuda.Probe()
+	}
+	if probeErr == nil {
+		log.Info("CUDA", "driver", cuda.FormatVersion(inv.DriverVersion), "driver_release", inv.DriverRelease,
+			"runtime", cuda.FormatVersion(inv.RuntimeVersion), "runtime_library", inv.RuntimeLibrary,
+			"built_against", cuda.FormatVersion(inv.HeaderVersion), "gpus", len(inv.Devices))
+		for _, d := range inv.Devices {
+			log.Info("GPU", "device", d.String(), "uuid", d.UUID, "pci", d.PCIBusID)
+		}
+	}
+	accel, err := cuda.ParseAccelerator(src.Config.Resources.Accelerator)
+	if err != nil {
+		return cuda.Placement{}, engine.Execution{}, nil, err
+	}
+	if accel.Type != "" {
+		if err := accel.Check(inv.Devices); err != nil {
+			log.Warn("resources.accelerator does not match the GPUs found", "accelerator", accel.String(), "mismatch", err.Error())
+		} else {
+			log.Info("resources.accelerator", "accelerator", accel.String())
+		}
+	}
+	// Checked whatever the device, so a typo fails on a CPU machine too.
+	exec, err := engine.ApplyMetadata(engine.Execution{}, src.Config.ModelMetadata)
+	if err != nil {
+		return cuda.Placement{}, engine.Execution{}, nil, err
+	}
+	placement, err := cuda.Select(req, inv.Devices, probeErr)
+	if err != nil {
+		return cuda.Placement{}, engine.Execution{}, nil, err
+	}
+	if placement.Kind == cuda.CPU {
+		log.Info("running on the CPU", "device", req.String(), "reason", placement.Reason)
+		return placement, engine.Execution{}, nil, nil
+	}
+	exec.CUDA, exec.DeviceID = true, placement.Device.Index
+	worker, err := cuda.Open(placement.Device.Index)
+	if err != nil {
+		return cuda.Placement{}, engine.Execution{}, nil, fmt.Errorf("--device %s: %w", req, err)
+	}
+	log.Info("running on the GPU", "device", placement.String(), "name", placement.Device.Name, "execution", exec.String())
+	return placement, exec, worker, nil
 }
 
 // batchingOptions turns config.yaml's runtime section into batcher options.
