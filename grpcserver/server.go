@@ -13,38 +13,17 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 
-	"github.com/modelserver/modelserver/engine"
 	"github.com/modelserver/modelserver/oip"
 	pb "github.com/modelserver/modelserver/proto/inferencepb"
-	"github.com/modelserver/modelserver/tensor"
 )
 
-// Predictor runs a validated request (batching.Batcher implements it).
-// It must return ctx's error when ctx ends first.
-type Predictor interface {
-	Predict(ctx context.Context, inputs map[string]tensor.Tensor) (map[string]tensor.Tensor, error)
-}
-
-// Streamer runs a request whose answer is a sequence of chunks
-// (batching.StreamLimiter implements it). Its signature and emit contract
-// are engine.StreamingModel's Stream.
-type Streamer interface {
-	Stream(ctx context.Context, inputs map[string]tensor.Tensor, emit func(map[string]tensor.Tensor) error) error
-}
-
-// Model is what the server needs of the loaded model. Exactly one of
-// Predictor and Streamer is set.
-type Model struct {
-	// Name is the name clients address the model by. Required.
-	Name string
-	// Version is the one version served. Default oip.DefaultVersion ("1").
-	Version string
-	// Platform is reported in model metadata. Default oip.DefaultPlatform.
-	Platform  string
-	Signature engine.Signature
-	Predictor Predictor
-	Streamer  Streamer
-}
+// Predictor, Streamer and Model are the Open Inference Protocol's view of
+// the served model, shared with the OIP HTTP handler; see package oip.
+type (
+	Predictor = oip.Predictor
+	Streamer  = oip.Streamer
+	Model     = oip.Model
+)
 
 // Options configure a Server. Zero fields take the documented defaults.
 type Options struct {

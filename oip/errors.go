@@ -7,6 +7,7 @@ import (
 
 	"github.com/modelserver/modelserver/batching"
 	"github.com/modelserver/modelserver/engine"
+	"github.com/modelserver/modelserver/internal/httpbody"
 )
 
 // StatusClientClosedRequest is the de-facto status for a request whose
@@ -17,8 +18,8 @@ const StatusClientClosedRequest = 499
 var (
 	errNotReady     = errors.New("model is not ready")
 	errShuttingDown = errors.New("server is shutting down")
-	errBodyTooLarge = errors.New("request body too large")
-	errClientGone   = errors.New("client disconnected while sending the request")
+	errBodyTooLarge = httpbody.ErrTooLarge
+	errClientGone   = httpbody.ErrClientGone
 )
 
 // httpStatus maps every error an OIP HTTP handler can meet to its status

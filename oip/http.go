@@ -1,10 +1,7 @@
 package oip
 
 import (
-	"bytes"
 	"encoding/json"
-	"errors"
-	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -200,29 +197,4 @@ func writeJSON(w http.ResponseWriter, status int, body []byte) {
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(status)
 	w.Write(body)
-}
-
-// readBody reads the whole body, refusing more than MaxRequestBytes before
-// reading when Content-Length announces it, and allocating once when the
-// length is known.
-func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
-	limit := h.opts.MaxRequestBytes
-	if r.ContentLength > limit {
-		return nil, errBodyTooLarge
-	}
-	var buf bytes.Buffer
-	if r.ContentLength > 0 {
-		buf.Grow(int(r.ContentLength))
-	}
-	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit))
-	var tooLarge *http.MaxBytesError
-	switch {
-	case errors.As(err, &tooLarge):
-		return nil, errBodyTooLarge
-	case err != nil && r.Context().Err() != nil, errors.Is(err, io.ErrUnexpectedEOF):
-		return nil, errClientGone
-	case err != nil:
-		return nil, err
-	}
-	return buf.Bytes(), nil
 }

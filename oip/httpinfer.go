@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/modelserver/modelserver/engine"
+	"github.com/modelserver/modelserver/internal/httpbody"
 	"github.com/modelserver/modelserver/tensor"
 )
 
@@ -62,7 +63,7 @@ func (h *Handler) handleInfer(w http.ResponseWriter, r *http.Request) {
 			ErrUnsupported, m.Name))
 		return
 	}
-	body, err := h.readBody(w, r)
+	body, err := httpbody.Read(w, r, h.opts.MaxRequestBytes)
 	if err != nil {
 		h.writeError(w, r, err)
 		return

@@ -9,6 +9,7 @@ import (
 	"github.com/modelserver/modelserver/batching"
 	"github.com/modelserver/modelserver/codec"
 	"github.com/modelserver/modelserver/engine"
+	"github.com/modelserver/modelserver/internal/httpbody"
 )
 
 // Truss's error headers (truss-wire.md §1.1): the service id of the model
@@ -34,8 +35,8 @@ const notReadyMessage = "Model with name model is not ready."
 // Errors produced by the transport itself.
 var (
 	errNotReady     = errors.New(notReadyMessage)
-	errBodyTooLarge = errors.New("request body too large")
-	errClientGone   = errors.New("Client disconnected while reading request.")
+	errBodyTooLarge = httpbody.ErrTooLarge
+	errClientGone   = httpbody.ErrClientGone
 	errShuttingDown = errors.New("server is shutting down")
 )
 
@@ -61,7 +62,7 @@ func httpError(err error, maxBody int64) apiError {
 		return apiError{http.StatusRequestEntityTooLarge, codeClient,
 			fmt.Sprintf("Request body too large: the limit is %d bytes.", maxBody), "too_large"}
 	case errors.Is(err, errClientGone):
-		return apiError{StatusClientClosedRequest, codeModel, errClientGone.Error(), "cancelled"}
+		return apiError{StatusClientClosedRequest, codeModel, "Client disconnected while reading request.", "cancelled"}
 	case errors.Is(err, codec.ErrMalformed), errors.Is(err, engine.ErrInvalidInput):
 		return apiError{http.StatusBadRequest, codeClient, err.Error(), "invalid_input"}
 	case errors.Is(err, batching.ErrQueueFull):

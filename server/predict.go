@@ -1,10 +1,7 @@
 package server
 
 import (
-	"bytes"
 	"context"
-	"errors"
-	"io"
 	"mime"
 	"net/http"
 	"strconv"
@@ -12,6 +9,7 @@ import (
 	"time"
 
 	"github.com/modelserver/modelserver/codec"
+	"github.com/modelserver/modelserver/internal/httpbody"
 	"github.com/modelserver/modelserver/tensor"
 )
 
@@ -22,7 +20,7 @@ func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	body, err := s.readBody(w, r)
+	body, err := httpbody.Read(w, r, s.opts.MaxRequestBytes)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -79,31 +77,6 @@ func isBinary(contentType string) bool {
 		media = strings.ToLower(strings.TrimSpace(strings.SplitN(contentType, ";", 2)[0]))
 	}
 	return media == "application/octet-stream"
-}
-
-// readBody reads the whole body, refusing more than MaxRequestBytes before
-// reading it when Content-Length announces it, and allocating once when the
-// length is known.
-func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
-	limit := s.opts.MaxRequestBytes
-	if r.ContentLength > limit {
-		return nil, errBodyTooLarge
-	}
-	var buf bytes.Buffer
-	if r.ContentLength > 0 {
-		buf.Grow(int(r.ContentLength))
-	}
-	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit))
-	var tooLarge *http.MaxBytesError
-	switch {
-	case errors.As(err, &tooLarge):
-		return nil, errBodyTooLarge
-	case err != nil && r.Context().Err() != nil, errors.Is(err, io.ErrUnexpectedEOF):
-		return nil, errClientGone
-	case err != nil:
-		return nil, err
-	}
-	return buf.Bytes(), nil
 }
 
 // requestTimer is stored in each request's context by accessLog so handlers
