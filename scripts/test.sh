@@ -27,6 +27,9 @@ GOBIN="$gobin" go install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 GOBIN="$gobin" go install google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
 export PATH="$gobin:$PATH"
 
+# @grpc/grpc-js drives ModelStreamInfer in an interop test.
+npm ci --silent --no-audit --no-fund --prefix cmd/modelserver/testdata/node
+
 # Tests that need ONNX Runtime, the reference clients or protoc skip without
 # them on a developer's machine; here they must run.
 export MODELSERVER_REQUIRE_ORT=1 MODELSERVER_REQUIRE_INTEROP=1 MODELSERVER_REQUIRE_PROTOC=1

@@ -93,3 +93,21 @@ func TestStreamingInterop(t *testing.T) {
 		t.Errorf("curl -N got %d SSE events, want 3:\n%s", n, sse)
 	}
 }
+
+// TestGRPCStreamInteropNode drives ModelStreamInfer on the rnn-stream model
+// from @grpc/grpc-js (installed under testdata/node by scripts/test.sh).
+func TestGRPCStreamInteropNode(t *testing.T) {
+	node, err := exec.LookPath("node")
+	if _, statErr := os.Stat("testdata/node/node_modules/@grpc/grpc-js"); err != nil || statErr != nil {
+		if os.Getenv("MODELSERVER_REQUIRE_INTEROP") == "1" {
+			t.Fatalf("node or @grpc/grpc-js missing (npm ci --prefix cmd/modelserver/testdata/node): %v %v", err, statErr)
+		}
+		t.Skip("node or @grpc/grpc-js missing; run npm ci --prefix cmd/modelserver/testdata/node")
+	}
+	s := startServer(t, "--model", "rnn-stream")
+	out, err := exec.Command(node, "testdata/node/grpc_stream_client.mjs", s.grpc, "../../proto/inferencepb/grpc_service.proto", "6").CombinedOutput()
+	t.Logf("grpc-js client:\n%s", out)
+	if err != nil {
+		t.Fatalf("grpc-js client failed: %v", err)
+	}
+}
