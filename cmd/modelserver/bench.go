@@ -37,14 +37,15 @@ import (
 
 // benchFlags configure `modelserver bench`.
 type benchFlags struct {
-	model         string
-	ortLib        string
-	concurrency   []int
-	duration      time.Duration
-	maxBatchSize  int
-	maxQueueDelay time.Duration
-	threads       int
-	transports    []string
+	model              string
+	ortLib             string
+	concurrency        []int
+	duration           time.Duration
+	maxBatchSize       int
+	maxQueueDelay      time.Duration
+	threads            int
+	transports         []string
+	concurrencyPredict int
 }
 
 // runBench measures the served HTTP+msgpack path on loopback next to direct
@@ -63,6 +64,7 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&f.maxBatchSize, "max-batch-size", 32, "rows per batch with batching on")
 	fs.DurationVar(&f.maxQueueDelay, "max-queue-delay", time.Millisecond, "longest wait for a batch to fill")
 	fs.IntVar(&f.threads, "intra-op-threads", 0, "ONNX Runtime threads per operator (default: one per core)")
+	fs.IntVar(&f.concurrencyPredict, "predict-concurrency", 1, "model executions in flight when served")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -122,7 +124,7 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 				if batched {
 					mbs = f.maxBatchSize
 				}
-				r, err := benchServed(m, transport, c, mbs, f.maxQueueDelay, f.duration)
+				r, err := benchServed(m, transport, c, mbs, f.concurrencyPredict, f.maxQueueDelay, f.duration)
 				if err != nil {
 					return err
 				}
@@ -287,9 +289,9 @@ func newCaller(transport string, tg benchTarget) (caller, func(), error) {
 	return nil, nil, fmt.Errorf("unknown transport %q (want http, ws or grpc)", transport)
 }
 
-func benchServed(m engine.Model, transport string, clients, maxBatch int, delay, d time.Duration) (result, error) {
+func benchServed(m engine.Model, transport string, clients, maxBatch, predictConcurrency int, delay, d time.Duration) (result, error) {
 	b := batching.New(m, batching.WithMaxBatchSize(maxBatch), batching.WithMaxQueueDelay(delay),
-		batching.WithMaxQueueSize(4*clients+16))
+		batching.WithMaxQueueSize(4*clients+16), batching.WithPredictConcurrency(predictConcurrency))
 	defer b.Close()
 	srv := server.New(server.Options{Logger: slog.New(slog.DiscardHandler)})
 	srv.SetReady(server.Model{Signature: m.Signature(), Predictor: b})
