@@ -13,6 +13,8 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"os"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -46,6 +48,7 @@ type benchFlags struct {
 	threads            int
 	transports         []string
 	concurrencyPredict int
+	cpuProfile         string
 }
 
 // runBench measures the served HTTP+msgpack path on loopback next to direct
@@ -65,6 +68,7 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&f.maxQueueDelay, "max-queue-delay", time.Millisecond, "longest wait for a batch to fill")
 	fs.IntVar(&f.threads, "intra-op-threads", 0, "ONNX Runtime threads per operator (default: one per core)")
 	fs.IntVar(&f.concurrencyPredict, "predict-concurrency", 1, "model executions in flight when served")
+	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a Go CPU profile of the whole run to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -104,9 +108,20 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer m.Close()
+	if f.cpuProfile != "" {
+		out, err := os.Create(f.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer out.Close()
+		if err := pprof.StartCPUProfile(out); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 
 	w := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(w, "path\tconcurrency\tbatch\tp50 ms\tp99 ms\treq/s\trows/s\t\n")
+	fmt.Fprintf(w, "path\tconcurrency\tbatch\tp50 ms\tp99 ms\treq/s\trows/s\trows/exec\tmodel busy\t\n")
 	direct := map[int]result{}
 	for _, rows := range []int{1, f.maxBatchSize} {
 		r, err := benchDirect(m, rows, f.duration)
@@ -162,10 +177,13 @@ type result struct {
 	p50, p99   time.Duration
 	reqPerSec  float64
 	rowsPerSec float64
+	// rowsPerExec and busy (the share of wall time the model was
+	// executing) are known for served runs only.
+	rowsPerExec, busy float64
 }
 
 func (r result) String() string {
-	return fmt.Sprintf("%.3f\t%.3f\t%.0f\t%.0f\t", r.p50.Seconds()*1e3, r.p99.Seconds()*1e3, r.reqPerSec, r.rowsPerSec)
+	return fmt.Sprintf("%.3f\t%.3f\t%.0f\t%.0f\t%.1f\t%.0f%%\t", r.p50.Seconds()*1e3, r.p99.Seconds()*1e3, r.reqPerSec, r.rowsPerSec, r.rowsPerExec, 100*r.busy)
 }
 
 func summarize(lat []time.Duration, rowsPerReq int, elapsed time.Duration) result {
@@ -290,8 +308,10 @@ func newCaller(transport string, tg benchTarget) (caller, func(), error) {
 }
 
 func benchServed(m engine.Model, transport string, clients, maxBatch, predictConcurrency int, delay, d time.Duration) (result, error) {
+	var execs batchCounter
 	b := batching.New(m, batching.WithMaxBatchSize(maxBatch), batching.WithMaxQueueDelay(delay),
-		batching.WithMaxQueueSize(4*clients+16), batching.WithPredictConcurrency(predictConcurrency))
+		batching.WithMaxQueueSize(4*clients+16), batching.WithPredictConcurrency(predictConcurrency),
+		batching.WithObserver(&execs))
 	defer b.Close()
 	srv := server.New(server.Options{Logger: slog.New(slog.DiscardHandler)})
 	srv.SetReady(server.Model{Signature: m.Signature(), Predictor: b})
@@ -366,7 +386,39 @@ func benchServed(m engine.Model, transport string, clients, maxBatch, predictCon
 	if firstErr != nil {
 		return result{}, firstErr
 	}
-	return summarize(all, 1, time.Since(start)), nil
+	r := summarize(all, 1, time.Since(start))
+	r.rowsPerExec, r.busy = execs.meanRows(), execs.busy()/time.Since(start).Seconds()
+	return r, nil
+}
+
+// batchCounter records the executions of one measurement.
+type batchCounter struct {
+	batching.NopObserver
+	mu          sync.Mutex
+	execs, rows int
+	execTime    time.Duration
+}
+
+func (c *batchCounter) BatchExecuted(rows, _ int, exec time.Duration, _ error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.execs, c.rows, c.execTime = c.execs+1, c.rows+rows, c.execTime+exec
+}
+
+func (c *batchCounter) meanRows() float64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.execs == 0 {
+		return 0
+	}
+	return float64(c.rows) / float64(c.execs)
+}
+
+// busy is the total execution time in seconds.
+func (c *batchCounter) busy() float64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.execTime.Seconds()
 }
 
 // grpcRequest is a ModelInfer request carrying inputs as raw contents.
