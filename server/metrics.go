@@ -37,7 +37,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"route"}),
 		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "modelserver_http_requests_in_flight",
-			Help: "Inference requests being served now.",
+			Help: "Predict requests and WebSocket connections being served now; a stream counts until it ends.",
 		}),
 		ready: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "modelserver_model_ready",
@@ -90,10 +90,6 @@ func (s *Server) accessLog(next http.Handler) http.Handler {
 		timer := &requestTimer{start: time.Now()}
 		r = r.WithContext(contextWithTimer(r, timer))
 		rec := &statusRecorder{ResponseWriter: w}
-		if r.URL.Path != "/metrics" {
-			s.metrics.inFlight.Inc()
-			defer s.metrics.inFlight.Dec()
-		}
 		next.ServeHTTP(rec, r)
 		if r.URL.Path == "/metrics" {
 			return

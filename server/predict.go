@@ -15,6 +15,8 @@ import (
 
 func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
 	setRoute(r, "predict")
+	s.metrics.inFlight.Inc()
+	defer s.metrics.inFlight.Dec()
 	m, err := s.readyModel()
 	if err != nil {
 		s.writeError(w, r, err)

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/modelserver/modelserver/tensor"
 )
 
@@ -216,4 +218,20 @@ func TestStreamErrorBeforeFirstChunk(t *testing.T) {
 	if resp.StatusCode != http.StatusBadRequest {
 		t.Errorf("invalid streaming request = %d, want 400", resp.StatusCode)
 	}
+}
+
+func TestStreamCountsInFlightUntilItEnds(t *testing.T) {
+	st := newStepper(true)
+	s, url := newStreamServer(t, st, Options{})
+	resp := streamRequest(t, url, "", `{"x": [[1, 2]], "k": [2]}`)
+	lines := bufio.NewReader(resp.Body)
+	if _, err := lines.ReadString('\n'); err != nil {
+		t.Fatal(err)
+	}
+	if got := testutil.ToFloat64(s.metrics.inFlight); got != 1 {
+		t.Errorf("in flight during the stream = %v, want 1", got)
+	}
+	st.gate <- struct{}{}
+	io.ReadAll(lines)
+	waitUntil(t, func() bool { return testutil.ToFloat64(s.metrics.inFlight) == 0 })
 }

@@ -67,6 +67,8 @@ type wsMessage struct {
 // gorilla/websocket allows concurrently).
 func (s *Server) handleWebSocket(w http.ResponseWriter, r *http.Request) {
 	setRoute(r, "websocket")
+	s.metrics.inFlight.Inc()
+	defer s.metrics.inFlight.Dec()
 	m, err := s.readyModel()
 	if err != nil {
 		s.writeError(w, r, err)
