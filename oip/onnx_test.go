@@ -1,30 +1,20 @@
 package oip
 
 import (
-	"os"
 	"testing"
 
 	"github.com/modelserver/modelserver/batching"
 	"github.com/modelserver/modelserver/engine"
 	"github.com/modelserver/modelserver/internal/onnxgen"
+	"github.com/modelserver/modelserver/internal/testort"
 )
 
-// requireORT initialises ONNX Runtime for a test, skipping when the library
-// is missing unless MODELSERVER_REQUIRE_ORT=1 (CI) makes that a failure.
+// requireORT initialises ONNX Runtime; see internal/testort for when a
+// missing library skips or fails the test.
 func requireORT(t testing.TB) {
 	t.Helper()
-	lib := os.Getenv("ONNXRUNTIME_LIB")
-	if lib == "" {
-		lib = "/usr/local/lib/libonnxruntime.so"
-	}
-	if _, err := os.Stat(lib); err != nil {
-		if os.Getenv("MODELSERVER_REQUIRE_ORT") == "1" {
-			t.Fatalf("ONNX Runtime library missing at %s", lib)
-		}
-		t.Skipf("ONNX Runtime library missing at %s; run scripts/install-onnxruntime.sh", lib)
-	}
-	if err := engine.InitONNXRuntime(lib); err != nil {
-		t.Fatal(err)
+	if err := engine.InitONNXRuntime(testort.Library(t)); err != nil {
+		testort.Unusable(t, err)
 	}
 }
 
