@@ -17,7 +17,7 @@ import (
 
 	"github.com/modelserver/modelserver/batching"
 	"github.com/modelserver/modelserver/engine"
-	"github.com/modelserver/modelserver/internal/onnxgen"
+	"github.com/modelserver/modelserver/internal/testmodel"
 	pb "github.com/modelserver/modelserver/proto/inferencepb"
 	"github.com/modelserver/modelserver/tensor"
 )
@@ -319,21 +319,8 @@ func TestShutdown(t *testing.T) {
 // serves it.
 func loadMixed(t testing.TB) *Model {
 	t.Helper()
-	requireORT(t)
-	data, err := onnxgen.MixedFixture()
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := engine.LoadONNXBytes(data, engine.ONNXOptions{IntraOpThreads: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := batching.New(m)
-	t.Cleanup(func() {
-		b.Close()
-		m.Close()
-	})
-	return &Model{Name: "mixed", Signature: m.Signature(), Predictor: b}
+	sig, b := testmodel.ServeMixed(t)
+	return &Model{Name: "mixed", Signature: sig, Predictor: b}
 }
 
 func TestModelInferONNX(t *testing.T) {

@@ -3,39 +3,14 @@ package oip
 import (
 	"testing"
 
-	"github.com/modelserver/modelserver/batching"
-	"github.com/modelserver/modelserver/engine"
-	"github.com/modelserver/modelserver/internal/onnxgen"
-	"github.com/modelserver/modelserver/internal/testort"
+	"github.com/modelserver/modelserver/internal/testmodel"
 )
-
-// requireORT initialises ONNX Runtime; see internal/testort for when a
-// missing library skips or fails the test.
-func requireORT(t testing.TB) {
-	t.Helper()
-	if err := engine.InitONNXRuntime(testort.Library(t)); err != nil {
-		testort.Unusable(t, err)
-	}
-}
 
 // TestHTTPInferONNX serves onnxgen.MixedFixture behind a Batcher, as the
 // command does, and checks the JSON answer byte for byte.
 func TestHTTPInferONNX(t *testing.T) {
-	requireORT(t)
-	data, err := onnxgen.MixedFixture()
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := engine.LoadONNXBytes(data, engine.ONNXOptions{IntraOpThreads: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := batching.New(m)
-	t.Cleanup(func() {
-		b.Close()
-		m.Close()
-	})
-	_, ts := newHTTP(t, &Model{Name: "mixed", Signature: m.Signature(), Predictor: b}, HandlerOptions{})
+	sig, b := testmodel.ServeMixed(t)
+	_, ts := newHTTP(t, &Model{Name: "mixed", Signature: sig, Predictor: b}, HandlerOptions{})
 	body := `{"id":"onnx","inputs":[` +
 		`{"name":"a","shape":[2,4],"datatype":"FP32","data":[[1,-2,0.5,3],[-1,2,0,4]]},` +
 		`{"name":"b","shape":[2,4],"datatype":"INT64","data":[[1,2,3,4],[10,20,30,40]]},` +
