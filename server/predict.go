@@ -27,21 +27,13 @@ func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	inputs, format, err := codec.DecodeTensorsInPlace(body, isBinary(r.Header.Get("Content-Type")), m.dtypeOf)
+	inputs, format, err := m.decode(body, isBinary(r.Header.Get("Content-Type")))
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	if err := m.Signature.Check(inputs); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	ctx := r.Context()
-	if s.opts.PredictTimeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, s.opts.PredictTimeout)
-		defer cancel()
-	}
+	ctx, cancel := s.withPredictTimeout(r.Context())
+	defer cancel()
 	if m.Streamer != nil {
 		s.serveStream(w, r, ctx, m, inputs, format)
 		return
@@ -63,6 +55,25 @@ func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Length", strconv.Itoa(len(payload)))
 	w.WriteHeader(http.StatusOK)
 	w.Write(payload)
+}
+
+// decode turns a request body, which the server owns, into the model's
+// validated inputs, and says which format the answer must use.
+func (m *loadedModel) decode(body []byte, binary bool) (map[string]tensor.Tensor, codec.Format, error) {
+	inputs, format, err := codec.DecodeTensorsInPlace(body, binary, m.dtypeOf)
+	if err != nil {
+		return nil, format, err
+	}
+	return inputs, format, m.Signature.Check(inputs)
+}
+
+// withPredictTimeout bounds queueing plus execution of one request by
+// Options.PredictTimeout, when one is set.
+func (s *Server) withPredictTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if s.opts.PredictTimeout > 0 {
+		return context.WithTimeout(ctx, s.opts.PredictTimeout)
+	}
+	return ctx, func() {}
 }
 
 func (m *loadedModel) dtypeOf(name string) (tensor.DType, bool) {

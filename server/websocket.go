@@ -124,18 +124,12 @@ func (s *Server) handleWebSocket(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) answerWebSocket(ctx context.Context, conn *websocket.Conn, m *loadedModel, msg wsMessage) error {
 	binary := msg.frameType == websocket.BinaryMessage
-	inputs, format, err := codec.DecodeTensorsInPlace(msg.data, binary, m.dtypeOf)
+	inputs, format, err := m.decode(msg.data, binary)
 	if err != nil {
 		return err
 	}
-	if err := m.Signature.Check(inputs); err != nil {
-		return err
-	}
-	if s.opts.PredictTimeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, s.opts.PredictTimeout)
-		defer cancel()
-	}
+	ctx, cancel := s.withPredictTimeout(ctx)
+	defer cancel()
 	send := func(out map[string]tensor.Tensor) error {
 		payload, err := codec.EncodeTensors(out, m.outputNames, format)
 		if err != nil {
