@@ -97,13 +97,7 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	opts := engine.ONNXOptions{IntraOpThreads: f.threads}
-	var m *engine.ONNXModel
-	if src.ONNXPath != "" {
-		m, err = engine.LoadONNXFile(src.ONNXPath, opts)
-	} else {
-		m, err = engine.LoadONNXBytes(src.ONNX, opts)
-	}
+	m, err := loadONNX(src, engine.ONNXOptions{IntraOpThreads: f.threads})
 	if err != nil {
 		return err
 	}
