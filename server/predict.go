@@ -22,6 +22,11 @@ func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	if m.Handler != nil {
+		r.Body = http.MaxBytesReader(w, r.Body, s.opts.MaxRequestBytes)
+		m.Handler.ServeHTTP(w, r)
+		return
+	}
 	body, err := httpbody.Read(w, r, s.opts.MaxRequestBytes)
 	if err != nil {
 		s.writeError(w, r, err)

@@ -36,11 +36,16 @@ type Predictor interface {
 }
 
 // Model is what the server needs of a loaded model: a Predictor for models
-// that answer once, or a Streamer for models that answer in chunks.
+// that answer once, a Streamer for models that answer in chunks, or a Handler
+// for models whose requests are not tensors (LLMs, Chainlets).
 type Model struct {
 	Signature engine.Signature
 	Predictor Predictor
 	Streamer  Streamer
+	// Handler, when set, serves predict requests itself: it reads the body
+	// (capped at Options.MaxRequestBytes) and writes the whole answer. The
+	// server still owns routing, readiness, the access log and metrics.
+	Handler http.Handler
 }
 
 // Options configure a Server. Zero fields take the documented defaults.
@@ -65,6 +70,9 @@ type Options struct {
 	// Default: a fresh registry used for both.
 	Registerer prometheus.Registerer
 	Gatherer   prometheus.Gatherer
+	// Routes are extra handlers (ServeMux patterns) served behind the same
+	// access log and metrics, such as an LLM's OpenAI-compatible API.
+	Routes map[string]http.Handler
 }
 
 // Defaults of Options.
@@ -121,6 +129,9 @@ func New(opts Options) *Server {
 	mux.HandleFunc("/ping", s.only(http.MethodGet, "readiness", s.handleReadiness))
 	mux.HandleFunc("/invocations", s.only(http.MethodPost, "predict", s.handlePredict))
 	mux.Handle("/metrics", promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{}))
+	for pattern, h := range opts.Routes {
+		mux.Handle(pattern, h)
+	}
 	s.handler = s.accessLog(mux)
 	return s
 }
