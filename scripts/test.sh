@@ -29,6 +29,7 @@ export PATH="$gobin:$PATH"
 
 # @grpc/grpc-js drives ModelStreamInfer in an interop test.
 npm ci --silent --no-audit --no-fund --prefix cmd/modelserver/testdata/node
+npm ci --silent --no-audit --no-fund --prefix llm/tokenizer/testdata/node
 
 # Tests that need ONNX Runtime, the reference clients or protoc skip without
 # them on a developer's machine; here they must run.
