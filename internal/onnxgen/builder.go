@@ -2,6 +2,8 @@ package onnxgen
 
 import (
 	"fmt"
+	"io"
+	"sort"
 
 	"google.golang.org/protobuf/proto"
 
@@ -59,7 +61,10 @@ func String(name, v string) Attr {
 // without checking every call. A Builder is not safe for concurrent use.
 type Builder struct {
 	opset int64
-	graph onnxpb.GraphProto
+	// domainOpsets holds the version imported for each non-default operator
+	// domain (ImportDomain).
+	domainOpsets map[string]int64
+	graph        onnxpb.GraphProto
 	// defined holds every value name produced so far (graph inputs,
 	// initializers and node outputs); ONNX graphs are in SSA form and list
 	// nodes in topological order, so each name is defined once, before use.
@@ -71,7 +76,7 @@ type Builder struct {
 // NewBuilder starts a graph named graphName that imports opset of the
 // default ONNX operator domain.
 func NewBuilder(graphName string, opset int64) *Builder {
-	b := &Builder{opset: opset, defined: make(map[string]bool), outputs: make(map[string]bool)}
+	b := &Builder{opset: opset, domainOpsets: make(map[string]int64), defined: make(map[string]bool), outputs: make(map[string]bool)}
 	b.graph.Name = graphName
 	if opset < 1 {
 		b.fail(fmt.Errorf("opset %d: must be at least 1", opset))
@@ -148,17 +153,38 @@ func (b *Builder) Initializer(name string, t tensor.Tensor) {
 	})
 }
 
+// ImportDomain imports version of a non-default operator domain, such as
+// ONNX Runtime's "com.microsoft" contrib operators, for DomainNode.
+func (b *Builder) ImportDomain(domain string, version int64) {
+	if domain == "" || version < 1 || b.domainOpsets[domain] != 0 {
+		b.fail(fmt.Errorf("domain %q version %d: needs a name, a positive version and one import", domain, version))
+		return
+	}
+	b.domainOpsets[domain] = version
+}
+
 // Node appends an operator of the default domain. Each input must already be
 // defined, except "", which ONNX uses for an omitted optional input (or
 // output).
 func (b *Builder) Node(op string, inputs, outputs []string, attrs ...Attr) {
+	b.DomainNode("", op, inputs, outputs, attrs...)
+}
+
+// DomainNode appends an operator of domain, which ImportDomain must have
+// imported ("" is the default domain). Inputs and outputs are as for Node.
+func (b *Builder) DomainNode(domain, op string, inputs, outputs []string, attrs ...Attr) {
 	if op == "" || len(outputs) == 0 {
 		b.fail(fmt.Errorf("node %q: a node needs an op type and at least one output", op))
+		return
+	}
+	if domain != "" && b.domainOpsets[domain] == 0 {
+		b.fail(fmt.Errorf("node %q: domain %q is not imported", op, domain))
 		return
 	}
 	n := &onnxpb.NodeProto{
 		Name:   fmt.Sprintf("%s_%d", op, len(b.graph.Node)),
 		OpType: op,
+		Domain: domain,
 		Input:  append([]string(nil), inputs...),
 		Output: append([]string(nil), outputs...),
 	}
@@ -188,24 +214,104 @@ func (b *Builder) Node(op string, inputs, outputs []string, attrs ...Attr) {
 // Bytes returns the serialized ModelProto, or the first misuse of the
 // Builder. The encoding is deterministic: the same calls give the same bytes.
 func (b *Builder) Bytes() ([]byte, error) {
+	if err := b.validate(); err != nil {
+		return nil, err
+	}
+	return proto.MarshalOptions{Deterministic: true}.Marshal(b.model(&b.graph))
+}
+
+// externalAlign is the offset alignment of each tensor in an external data
+// file: a page, so that the runtime may map the file instead of copying it.
+const externalAlign = 4096
+
+// BytesExternal is Bytes with the data of every initializer of at least
+// minBytes bytes written to data instead, the layout of ONNX external data:
+// each such initializer records location (the data file's name, relative to
+// the directory of the model file), its offset in data (a multiple of 4096;
+// zero bytes pad the gaps) and its length. A model written this way must be
+// loaded from a file path beside its data file, not from bytes.
+func (b *Builder) BytesExternal(location string, data io.Writer, minBytes int) ([]byte, error) {
+	if location == "" {
+		return nil, fmt.Errorf("onnxgen: graph %q: external data needs a location", b.graph.Name)
+	}
+	if err := b.validate(); err != nil {
+		return nil, err
+	}
+	// The copy shares everything but the initializers, which are the only
+	// part that differs, and leaves b's graph as it was.
+	graph := &onnxpb.GraphProto{
+		Name:        b.graph.Name,
+		Node:        b.graph.Node,
+		Input:       b.graph.Input,
+		Output:      b.graph.Output,
+		Initializer: make([]*onnxpb.TensorProto, len(b.graph.Initializer)),
+	}
+	var offset int64
+	var zeros [externalAlign]byte
+	for i, init := range b.graph.Initializer {
+		if len(init.RawData) < minBytes {
+			graph.Initializer[i] = init
+			continue
+		}
+		if pad := (externalAlign - offset%externalAlign) % externalAlign; pad > 0 {
+			if _, err := data.Write(zeros[:pad]); err != nil {
+				return nil, fmt.Errorf("onnxgen: writing external data: %w", err)
+			}
+			offset += pad
+		}
+		if _, err := data.Write(init.RawData); err != nil {
+			return nil, fmt.Errorf("onnxgen: writing external data: %w", err)
+		}
+		graph.Initializer[i] = &onnxpb.TensorProto{
+			Name:         init.Name,
+			DataType:     init.DataType,
+			Dims:         init.Dims,
+			DataLocation: onnxpb.TensorProto_EXTERNAL,
+			ExternalData: []*onnxpb.StringStringEntryProto{
+				{Key: "location", Value: location},
+				{Key: "offset", Value: fmt.Sprint(offset)},
+				{Key: "length", Value: fmt.Sprint(len(init.RawData))},
+			},
+		}
+		offset += int64(len(init.RawData))
+	}
+	return proto.MarshalOptions{Deterministic: true}.Marshal(b.model(graph))
+}
+
+// validate returns the first misuse of the Builder, or a graph that is not
+// complete.
+func (b *Builder) validate() error {
 	if b.err != nil {
-		return nil, b.err
+		return b.err
 	}
 	if len(b.graph.Output) == 0 {
-		return nil, fmt.Errorf("onnxgen: graph %q has no outputs", b.graph.Name)
+		return fmt.Errorf("onnxgen: graph %q has no outputs", b.graph.Name)
 	}
 	for _, o := range b.graph.Output {
 		if !b.defined[o.Name] {
-			return nil, fmt.Errorf("onnxgen: graph %q: output %q is not produced by any input, initializer or node", b.graph.Name, o.Name)
+			return fmt.Errorf("onnxgen: graph %q: output %q is not produced by any input, initializer or node", b.graph.Name, o.Name)
 		}
 	}
-	model := &onnxpb.ModelProto{
+	return nil
+}
+
+// model wraps graph, which is b's graph or a copy of it, in a ModelProto.
+func (b *Builder) model(graph *onnxpb.GraphProto) *onnxpb.ModelProto {
+	opsets := []*onnxpb.OperatorSetIdProto{{Domain: "", Version: b.opset}}
+	domains := make([]string, 0, len(b.domainOpsets))
+	for d := range b.domainOpsets {
+		domains = append(domains, d)
+	}
+	sort.Strings(domains)
+	for _, d := range domains {
+		opsets = append(opsets, &onnxpb.OperatorSetIdProto{Domain: d, Version: b.domainOpsets[d]})
+	}
+	return &onnxpb.ModelProto{
 		IrVersion:    IRVersion,
 		ProducerName: "modelserver/onnxgen",
-		OpsetImport:  []*onnxpb.OperatorSetIdProto{{Domain: "", Version: b.opset}},
-		Graph:        &b.graph,
+		OpsetImport:  opsets,
+		Graph:        graph,
 	}
-	return proto.MarshalOptions{Deterministic: true}.Marshal(model)
 }
 
 func valueInfo(name string, dt tensor.DType, dims []Dim) (*onnxpb.ValueInfoProto, error) {

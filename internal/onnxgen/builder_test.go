@@ -1,6 +1,10 @@
 package onnxgen
 
 import (
+	"bytes"
+	"math"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -175,6 +179,16 @@ func TestBuilderRejectsMisuse(t *testing.T) {
 			b.Output("y", tensor.Float32)
 		}, `output "y" is not produced`},
 		{"no outputs", func(b *Builder) { b.Input("x", tensor.Float32) }, "has no outputs"},
+		{"node of a domain not imported", func(b *Builder) {
+			b.Input("x", tensor.Float32)
+			b.DomainNode("com.microsoft", "Gelu", []string{"x"}, []string{"y"})
+		}, `domain "com.microsoft" is not imported`},
+		{"domain imported twice", func(b *Builder) {
+			b.ImportDomain("com.microsoft", 1)
+			b.ImportDomain("com.microsoft", 1)
+		}, "one import"},
+		{"default domain imported", func(b *Builder) { b.ImportDomain("", 1) }, "needs a name"},
+		{"domain version 0", func(b *Builder) { b.ImportDomain("com.microsoft", 0) }, "positive version"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -214,5 +228,96 @@ func TestBuilderAllowsOmittedOptionalValues(t *testing.T) {
 	outs := m.mustRun(t, map[string]ort.Value{"x": newTensor(t, []int64{3}, []float32{-5, 0.5, 5})})
 	if y := outputData[float32](t, outs, "y", 3); !slices.Equal(y, []float32{-5, 0.5, 1}) {
 		t.Errorf("y = %v, want [-5 0.5 1]", y)
+	}
+}
+
+// TestBuilderDomainAndExternalData builds a graph with a com.microsoft
+// operator and its weights in an external data file, checks the encoding
+// (opset imports, external data entries at aligned offsets, small tensors
+// inline) and runs it from a directory.
+func TestBuilderDomainAndExternalData(t *testing.T) {
+	const n = 300 // 1200 bytes of float32: external at a 1024-byte threshold
+	w := make([]float32, n)
+	for i := range w {
+		w[i] = float32(i) / 100
+	}
+	b := NewBuilder("external", 17)
+	b.ImportDomain("com.microsoft", 1)
+	b.Input("x", tensor.Float32, Fixed(n))
+	b.Initializer("w", float32Tensor([]int64{n}, w))
+	b.Initializer("w2", float32Tensor([]int64{n}, w))
+	b.Initializer("small", float32Tensor([]int64{1}, []float32{1}))
+	b.Node("Mul", []string{"x", "w"}, []string{"xw"})
+	b.Node("Mul", []string{"xw", "small"}, []string{"xws"})
+	b.DomainNode("com.microsoft", "FastGelu", []string{"xws"}, []string{"g"})
+	b.Node("Add", []string{"g", "w2"}, []string{"y"})
+	b.Output("y", tensor.Float32, Fixed(n))
+	var data bytes.Buffer
+	model, err := b.BytesExternal("weights.bin", &data, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m onnxpb.ModelProto
+	if err := proto.Unmarshal(model, &m); err != nil {
+		t.Fatal(err)
+	}
+	if got := m.GetOpsetImport(); len(got) != 2 || got[1].GetDomain() != "com.microsoft" || got[1].GetVersion() != 1 {
+		t.Errorf("opset imports %v", got)
+	}
+	wantOffsets := map[string]string{"w": "0", "w2": "4096"}
+	for _, init := range m.GetGraph().GetInitializer() {
+		entries := map[string]string{}
+		for _, e := range init.GetExternalData() {
+			entries[e.GetKey()] = e.GetValue()
+		}
+		if init.GetName() == "small" {
+			if init.GetDataLocation() != onnxpb.TensorProto_DEFAULT || len(init.GetRawData()) != 4 {
+				t.Errorf("small initializer %v is not inline", init)
+			}
+			continue
+		}
+		if init.GetDataLocation() != onnxpb.TensorProto_EXTERNAL || len(init.GetRawData()) != 0 ||
+			entries["location"] != "weights.bin" || entries["offset"] != wantOffsets[init.GetName()] || entries["length"] != "1200" {
+			t.Errorf("initializer %q: location %v, entries %v", init.GetName(), init.GetDataLocation(), entries)
+		}
+	}
+	if data.Len() != 4096+4*n {
+		t.Errorf("data file of %d bytes, want %d", data.Len(), 4096+4*n)
+	}
+	if inline, err := b.Bytes(); err != nil || len(inline) < 8*n {
+		t.Errorf("Bytes after BytesExternal: %d bytes, %v; want the weights inline", len(inline), err)
+	}
+
+	requireORT(t)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "model.onnx"), model, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "weights.bin"), data.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	session, err := ort.NewDynamicAdvancedSession(filepath.Join(dir, "model.onnx"), []string{"x"}, []string{"y"}, nil)
+	if err != nil {
+		t.Fatalf("loading from the directory: %v", err)
+	}
+	defer session.Destroy()
+	x := make([]float32, n)
+	for i := range x {
+		x[i] = 1
+	}
+	in := newTensor(t, []int64{n}, x)
+	defer in.Destroy()
+	out := []ort.Value{nil}
+	if err := session.Run([]ort.Value{in}, out); err != nil {
+		t.Fatal(err)
+	}
+	defer out[0].Destroy()
+	y := out[0].(*ort.Tensor[float32]).GetData()
+	for _, i := range []int{0, 150, n - 1} {
+		v := float64(w[i])
+		gelu := v / (1 + math.Exp(-1.702*v)) // FastGelu is within 0.02 of x·sigmoid(1.702x)
+		if d := math.Abs(float64(y[i]) - (gelu + v)); d > 0.03 {
+			t.Errorf("y[%d] = %g, want about %g", i, y[i], gelu+v)
+		}
 	}
 }
