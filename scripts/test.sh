@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-debian_packages=(curl protobuf-compiler python3 python3-numpy python3-msgpack python3-msgpack-numpy python3-requests python3-websockets)
+debian_packages=(curl protobuf-compiler python3 python3-numpy python3-msgpack python3-msgpack-numpy python3-requests python3-websockets python3-jinja2)
 missing=()
 for p in "${debian_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -30,10 +30,11 @@ export PATH="$gobin:$PATH"
 # @grpc/grpc-js drives ModelStreamInfer in an interop test.
 npm ci --silent --no-audit --no-fund --prefix cmd/modelserver/testdata/node
 npm ci --silent --no-audit --no-fund --prefix llm/tokenizer/testdata/node
+npm ci --silent --no-audit --no-fund --prefix llm/chattemplate/testdata/node
 
 # Tests that need ONNX Runtime, the reference clients or protoc skip without
 # them on a developer's machine; here they must run.
-export MODELSERVER_REQUIRE_ORT=1 MODELSERVER_REQUIRE_INTEROP=1 MODELSERVER_REQUIRE_PROTOC=1
+export MODELSERVER_REQUIRE_ORT=1 MODELSERVER_REQUIRE_INTEROP=1 MODELSERVER_REQUIRE_PROTOC=1 MODELSERVER_INTEROP=1
 
 go mod download
 go vet ./...
