@@ -85,7 +85,8 @@ type request struct {
 	rows   int64
 	key    []byte // trailing shapes of all inputs, when batched
 	keyBuf [32]byte
-	solo   bool // runs on its own
+	solo   bool          // runs on its own
+	tracer RequestTracer // from ctx; nil when none
 
 	// Guarded by Batcher.mu.
 	state      reqState
@@ -147,7 +148,7 @@ func (b *Batcher) Predict(ctx context.Context, inputs map[string]tensor.Tensor) 
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	r := &request{ctx: ctx, inputs: inputs, reply: make(chan result, 1)}
+	r := &request{ctx: ctx, inputs: inputs, reply: make(chan result, 1), tracer: RequestTracerFrom(ctx)}
 	if err := b.inspect(r, b.batching.Load()); err != nil {
 		return nil, err
 	}
@@ -194,18 +195,20 @@ func (b *Batcher) Close() {
 		b.mu.Lock()
 		b.closed = true
 		now := b.clock.Now()
-		var waits []time.Duration
+		var dropped []*request
 		for _, g := range b.queuesLocked() {
 			for g.head != nil {
 				r := g.head
-				waits = append(waits, b.removeLocked(r, now))
+				b.removeLocked(r, now)
+				dropped = append(dropped, r)
 				r.reply <- result{err: ErrClosed}
 			}
 		}
 		b.signalLocked()
 		b.mu.Unlock()
-		for _, w := range waits {
-			b.obs.RequestDropped(w, ErrClosed)
+		for _, r := range dropped {
+			b.obs.RequestDropped(now.Sub(r.enqueued), ErrClosed)
+			traceLeftQueue(r, now, ErrClosed)
 		}
 	})
 	<-b.done
@@ -292,9 +295,11 @@ func (b *Batcher) dropIfQueued(r *request, reason error) bool {
 		b.mu.Unlock()
 		return false
 	}
-	wait := b.removeLocked(r, b.clock.Now())
+	now := b.clock.Now()
+	wait := b.removeLocked(r, now)
 	b.mu.Unlock()
 	b.obs.RequestDropped(wait, reason)
+	traceLeftQueue(r, now, reason)
 	return true
 }
 
@@ -363,6 +368,7 @@ func (b *Batcher) schedule() {
 		if bt != nil {
 			for _, r := range bt.reqs {
 				b.obs.RequestDequeued(now.Sub(r.enqueued))
+				traceLeftQueue(r, now, nil)
 			}
 			b.execs.Add(1)
 			go b.execute(bt)
@@ -517,7 +523,11 @@ func (b *Batcher) execute(bt *batch) {
 
 	start := b.clock.Now()
 	out, err := b.run(ctx, inputs)
-	b.obs.BatchExecuted(int(rows), len(live), b.clock.Now().Sub(start), err)
+	end := b.clock.Now()
+	b.obs.BatchExecuted(int(rows), len(live), end.Sub(start), err)
+	for _, r := range live {
+		traceExecuted(r, start, end, int(rows), len(live), err)
+	}
 	if err == nil && !bt.solo {
 		if mixErr := rowsMismatch(out, rows); mixErr != nil {
 			b.markUnbatchable(mixErr)
@@ -568,7 +578,9 @@ func (b *Batcher) runEach(reqs []*request, staged map[string]tensor.Tensor) {
 		}
 		start := b.clock.Now()
 		out, err := b.run(r.ctx, inputs)
-		b.obs.BatchExecuted(int(r.rows), 1, b.clock.Now().Sub(start), err)
+		end := b.clock.Now()
+		b.obs.BatchExecuted(int(r.rows), 1, end.Sub(start), err)
+		traceExecuted(r, start, end, int(r.rows), 1, err)
 		r.reply <- result{outputs: out, err: err}
 	}
 }

@@ -3,6 +3,7 @@ package batching
 import (
 	"context"
 	"sync/atomic"
+	"time"
 
 	"github.com/modelserver/modelserver/engine"
 	"github.com/modelserver/modelserver/tensor"
@@ -32,7 +33,11 @@ func NewStreamLimiter(model engine.StreamingModel, concurrency, queueSize int, o
 }
 
 // Stream runs model.Stream once a slot is free; see engine.StreamingModel.
+// A RequestTracer in ctx sees the wait for a slot as the queue and the
+// producer's run as the execution (rows 0: streams are not batched).
 func (l *StreamLimiter) Stream(ctx context.Context, inputs map[string]tensor.Tensor, emit func(map[string]tensor.Tensor) error) error {
+	tracer := RequestTracerFrom(ctx)
+	enqueued := time.Now()
 	select {
 	case l.slots <- struct{}{}:
 	default:
@@ -46,9 +51,19 @@ func (l *StreamLimiter) Stream(ctx context.Context, inputs map[string]tensor.Ten
 			l.obs.QueueDepth(int(l.waiting.Add(-1)))
 		case <-ctx.Done():
 			l.obs.QueueDepth(int(l.waiting.Add(-1)))
+			if tracer != nil {
+				tracer.LeftQueue(ctx, enqueued, time.Now(), ctx.Err())
+			}
 			return ctx.Err()
 		}
 	}
 	defer func() { <-l.slots }()
-	return l.model.Stream(ctx, inputs, emit)
+	if tracer == nil {
+		return l.model.Stream(ctx, inputs, emit)
+	}
+	start := time.Now()
+	tracer.LeftQueue(ctx, enqueued, start, nil)
+	err := l.model.Stream(ctx, inputs, emit)
+	tracer.Executed(ctx, start, time.Now(), 0, 1, err)
+	return err
 }

@@ -46,7 +46,21 @@
 // the context of every request in flight on the stream is cancelled, the
 // producers' next emit fails, and the RPC returns once all of them have
 // returned. When the client half-closes, the requests in flight run to
-// completion and the RPC ends with OK after their last response.
+// completion and the RPC ends with OK after their last response. When the
+// server drains (SetClosing, Shutdown), requests that arrive get an
+// UNAVAILABLE error response, and once none is in flight the RPC ends with
+// UNAVAILABLE, so that no stream holds the shutdown for its whole grace
+// period.
+//
+// # Operability
+//
+// Every RPC passes through one interceptor pair: the request id (metadata
+// x-baseten-request-id, else x-request-id, else generated; echoed in the
+// x-request-id header), the API key check (Options.APIKeys; every method
+// but Options.OpenMethods answers UNAUTHENTICATED without an accepted
+// key), the access log line and the shutdown binding: past the grace
+// period of Shutdown, RPCs in flight fail with UNAVAILABLE. Spans come
+// from otelgrpc and continue the client's traceparent.
 //
 // All methods of Server are safe for concurrent use.
 package grpcserver

@@ -10,13 +10,15 @@ import (
 
 	"github.com/modelserver/modelserver/batching"
 	"github.com/modelserver/modelserver/engine"
+	"github.com/modelserver/modelserver/internal/auth"
+	"github.com/modelserver/modelserver/internal/shutdown"
 	"github.com/modelserver/modelserver/oip"
 )
 
 // Errors produced by the transport itself.
 var (
 	errNotReady     = errors.New("model is not ready")
-	errShuttingDown = errors.New("server is shutting down")
+	errShuttingDown = shutdown.ErrShuttingDown
 )
 
 // statusOf maps every error a handler can meet to its gRPC status. It is
@@ -35,6 +37,8 @@ func statusOf(err error) *status.Status {
 
 func codeOf(err error) codes.Code {
 	switch {
+	case errors.Is(err, auth.ErrUnauthenticated):
+		return codes.Unauthenticated
 	case errors.Is(err, errNotReady), errors.Is(err, errShuttingDown), errors.Is(err, batching.ErrClosed):
 		return codes.Unavailable
 	case errors.Is(err, oip.ErrModelNotFound):

@@ -11,6 +11,7 @@ import (
 
 	"github.com/modelserver/modelserver/batching"
 	"github.com/modelserver/modelserver/engine"
+	"github.com/modelserver/modelserver/internal/auth"
 	"github.com/modelserver/modelserver/oip"
 )
 
@@ -21,6 +22,7 @@ func TestStatusOf(t *testing.T) {
 		want codes.Code
 	}{
 		{nil, codes.OK},
+		{wrap(auth.ErrUnauthenticated), codes.Unauthenticated},
 		{errNotReady, codes.Unavailable},
 		{errShuttingDown, codes.Unavailable},
 		{wrap(batching.ErrClosed), codes.Unavailable},

@@ -4,17 +4,26 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 
+	"github.com/modelserver/modelserver/internal/auth"
+	"github.com/modelserver/modelserver/internal/shutdown"
 	"github.com/modelserver/modelserver/oip"
 	pb "github.com/modelserver/modelserver/proto/inferencepb"
+	"github.com/modelserver/modelserver/telemetry"
 )
 
 // Predictor, Streamer and Model are the Open Inference Protocol's view of
@@ -42,19 +51,58 @@ type Options struct {
 	// Default name oip.DefaultServerName, version "".
 	ServerName    string
 	ServerVersion string
-	// Logger receives errors that are the server's fault. Default
-	// slog.Default().
+	// Logger receives the access log (one line per RPC, probes left out)
+	// and errors that are the server's fault; lines carry request_id,
+	// trace_id and span_id. Default slog.Default().
 	Logger *slog.Logger
+	// APIKeys, when enabled, are required (metadata "authorization":
+	// "Api-Key <key>" or "Bearer <key>") on every method except
+	// OpenMethods; without an accepted key an RPC fails with
+	// UNAUTHENTICATED.
+	APIKeys *auth.Keys
+	// OpenMethods are full method names ("/package.Service/Method") served
+	// without an API key. nil means DefaultOpenMethods; an empty slice
+	// protects every method.
+	OpenMethods []string
+	// TracerProvider and Propagator: the RPC spans continue the trace in
+	// the client's traceparent metadata. Defaults otel.GetTracerProvider()
+	// and telemetry.Propagator().
+	TracerProvider trace.TracerProvider
+	Propagator     propagation.TextMapPropagator
+	// MaxConcurrentStreams bounds the RPCs in flight on one connection.
+	// Default DefaultMaxConcurrentStreams.
+	MaxConcurrentStreams uint32
+	// ConnectionTimeout bounds a new connection's handshake, so a client
+	// that connects and stays silent is dropped. Default
+	// DefaultConnectionTimeout.
+	ConnectionTimeout time.Duration
 	// GRPCOptions are passed to grpc.NewServer after the server's own
-	// message size limits (credentials, keepalive, interceptors, ...).
+	// options (message size limits, the limits above, keepalive as
+	// DefaultKeepalive and DefaultKeepaliveEnforcement, tracing,
+	// interceptors), so they can override them.
 	GRPCOptions []grpc.ServerOption
 }
 
 // Defaults of Options.
 const (
-	DefaultMaxMessageBytes   = 100 << 20
-	DefaultMaxStreamInFlight = 64
+	DefaultMaxMessageBytes      = 100 << 20
+	DefaultMaxStreamInFlight    = 64
+	DefaultMaxConcurrentStreams = 1024
+	DefaultConnectionTimeout    = 10 * time.Second
 )
+
+// Keepalive defaults: the server pings a connection idle for a minute and
+// drops it when the ping is not answered in 20 s; clients may ping every 10
+// s, even without RPCs in flight, and are disconnected when they ping more
+// often.
+var (
+	DefaultKeepalive            = keepalive.ServerParameters{Time: time.Minute, Timeout: 20 * time.Second}
+	DefaultKeepaliveEnforcement = keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}
+)
+
+// CancelGrace is how long RPCs get to answer after the grace period of
+// Shutdown ends, before the connections are closed.
+const CancelGrace = 2 * time.Second
 
 // Server serves one model over gRPC. Create it with New, start it with
 // Serve, publish the model with SetReady and end it with Shutdown or Stop.
@@ -65,6 +113,13 @@ type Server struct {
 	health  *health.Server
 	model   atomic.Pointer[servedModel]
 	closing atomic.Bool
+	open    map[string]bool // OpenMethods
+	tracer  trace.Tracer
+	stopper *shutdown.Stopper
+	// draining is closed by SetClosing; ModelStreamInfer streams end once
+	// their requests in flight are answered.
+	draining  chan struct{}
+	drainOnce sync.Once
 }
 
 // servedModel is a published Model with its defaults applied.
@@ -90,10 +145,44 @@ func New(opts Options) *Server {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	s := &Server{opts: opts, log: opts.Logger, health: health.NewServer()}
+	if opts.OpenMethods == nil {
+		opts.OpenMethods = DefaultOpenMethods
+	}
+	if opts.TracerProvider == nil {
+		opts.TracerProvider = otel.GetTracerProvider()
+	}
+	if opts.Propagator == nil {
+		opts.Propagator = telemetry.Propagator()
+	}
+	if opts.MaxConcurrentStreams == 0 {
+		opts.MaxConcurrentStreams = DefaultMaxConcurrentStreams
+	}
+	if opts.ConnectionTimeout <= 0 {
+		opts.ConnectionTimeout = DefaultConnectionTimeout
+	}
+	s := &Server{
+		opts:     opts,
+		log:      telemetry.Logger(opts.Logger),
+		health:   health.NewServer(),
+		open:     make(map[string]bool),
+		tracer:   opts.TracerProvider.Tracer(telemetry.TracerName),
+		stopper:  shutdown.NewStopper(),
+		draining: make(chan struct{}),
+	}
+	for _, m := range opts.OpenMethods {
+		s.open[m] = true
+	}
 	grpcOpts := append([]grpc.ServerOption{
 		grpc.MaxRecvMsgSize(opts.MaxMessageBytes),
 		grpc.MaxSendMsgSize(opts.MaxMessageBytes),
+		grpc.MaxConcurrentStreams(opts.MaxConcurrentStreams),
+		grpc.ConnectionTimeout(opts.ConnectionTimeout),
+		grpc.KeepaliveParams(DefaultKeepalive),
+		grpc.KeepaliveEnforcementPolicy(DefaultKeepaliveEnforcement),
+		grpc.StatsHandler(otelgrpc.NewServerHandler(
+			otelgrpc.WithTracerProvider(opts.TracerProvider), otelgrpc.WithPropagators(opts.Propagator))),
+		grpc.ChainUnaryInterceptor(s.unaryInterceptor),
+		grpc.ChainStreamInterceptor(s.streamInterceptor),
 	}, opts.GRPCOptions...)
 	s.grpc = grpc.NewServer(grpcOpts...)
 	pb.RegisterGRPCInferenceServiceServer(s.grpc, &service{srv: s})
@@ -143,6 +232,7 @@ func tensorMetadata(ts []oip.TensorMetadata) []*pb.ModelMetadataResponse_TensorM
 func (s *Server) SetClosing() {
 	s.closing.Store(true)
 	s.health.Shutdown()
+	s.drainOnce.Do(func() { close(s.draining) })
 }
 
 // Serve accepts connections on lis until Shutdown or Stop; see
@@ -150,9 +240,11 @@ func (s *Server) SetClosing() {
 func (s *Server) Serve(lis net.Listener) error { return s.grpc.Serve(lis) }
 
 // Shutdown calls SetClosing, stops accepting connections and waits for the
-// RPCs in flight to finish. When ctx ends first it calls Stop, which
-// cancels them, and returns ctx's error. Long-lived RPCs (health Watch,
-// idle ModelStreamInfer streams) end only that way.
+// RPCs in flight to finish. When ctx ends first it cancels them with
+// shutdown.ErrShuttingDown, so that they fail with UNAVAILABLE, gives them
+// CancelGrace to answer, then calls Stop, which closes the connections, and
+// returns ctx's error. Long-lived RPCs (health Watch, idle ModelStreamInfer
+// streams) end only that way.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.SetClosing()
 	done := make(chan struct{})
@@ -164,16 +256,24 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-done:
 		return nil
 	case <-ctx.Done():
+	}
+	s.stopper.Stop()
+	t := time.NewTimer(CancelGrace)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
 		s.grpc.Stop()
 		<-done
-		return ctx.Err()
 	}
+	return ctx.Err()
 }
 
 // Stop closes every listener and connection at once, cancelling the
 // context of every RPC in flight. It is safe to call more than once.
 func (s *Server) Stop() {
 	s.SetClosing()
+	s.stopper.Stop()
 	s.grpc.Stop()
 }
 

@@ -306,8 +306,8 @@ func TestShutdown(t *testing.T) {
 	if err := <-stopped; !errors.Is(err, context.Canceled) {
 		t.Errorf("in-flight predict ended with %v, want context.Canceled", err)
 	}
-	if err := <-done; err == nil {
-		t.Error("in-flight ModelInfer succeeded after Stop")
+	if err := <-done; status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "shutting down") {
+		t.Errorf("in-flight ModelInfer past the grace period = %v, want UNAVAILABLE shutting down", err)
 	}
 	if err := <-ts.served; err != nil {
 		t.Errorf("Serve = %v", err)

@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"io"
 
+	otelcodes "go.opentelemetry.io/otel/codes"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/modelserver/modelserver/oip"
 	pb "github.com/modelserver/modelserver/proto/inferencepb"
+	"github.com/modelserver/modelserver/telemetry"
 	"github.com/modelserver/modelserver/tensor"
 )
 
@@ -40,6 +42,9 @@ type inferStream struct {
 	// before its goroutine starts until it has returned. Holding all of
 	// them means no request is running and none can start.
 	slots chan struct{}
+	// finished is signalled (without blocking; 1-buffered) each time a
+	// request releases its slot.
+	finished chan struct{}
 }
 
 // ModelStreamInfer implements GRPCInferenceServiceServer; see the package
@@ -48,16 +53,18 @@ func (s *service) ModelStreamInfer(stream pb.GRPCInferenceService_ModelStreamInf
 	ctx, cancel := context.WithCancelCause(stream.Context())
 	defer cancel(nil)
 	st := &inferStream{
-		srv:   s.srv,
-		ctx:   ctx,
-		out:   make(chan *pb.ModelStreamInferResponse),
-		slots: make(chan struct{}, s.srv.opts.MaxStreamInFlight),
+		srv:      s.srv,
+		ctx:      ctx,
+		out:      make(chan *pb.ModelStreamInferResponse),
+		slots:    make(chan struct{}, s.srv.opts.MaxStreamInFlight),
+		finished: make(chan struct{}, 1),
 	}
 	received := make(chan error, 1)
 	go func() { received <- st.receive(stream) }()
 
 	var idle chan struct{} // closed once the reader has ended and no request is running
 	var recvErr error
+	draining, drained := s.srv.draining, false
 	for {
 		select {
 		case resp := <-st.out:
@@ -86,6 +93,16 @@ func (s *service) ModelStreamInfer(stream pb.GRPCInferenceService_ModelStreamInf
 				return nil // the client half-closed and every request is answered
 			}
 			return s.srv.logged("ModelStreamInfer", recvErr)
+		case <-draining:
+			draining, drained = nil, true
+		case <-st.finished:
+		}
+		// Draining: once the requests in flight are answered (new ones
+		// fail fast with UNAVAILABLE), the stream ends with UNAVAILABLE
+		// rather than hold the shutdown open.
+		if drained && idle == nil && len(st.slots) == 0 {
+			cancel(errShuttingDown)
+			return s.srv.logged("ModelStreamInfer", errShuttingDown)
 		}
 	}
 }
@@ -134,7 +151,13 @@ func (st *inferStream) waitIdle() {
 // serve runs one request and sends its responses; it releases its slot
 // when done.
 func (st *inferStream) serve(req *pb.ModelInferRequest) {
-	defer func() { <-st.slots }()
+	defer func() {
+		<-st.slots
+		select {
+		case st.finished <- struct{}{}:
+		default:
+		}
+	}()
 	m, err := st.srv.lookup(req.GetModelName(), req.GetModelVersion())
 	if err != nil {
 		st.fail(req, err)
@@ -169,6 +192,8 @@ func (st *inferStream) serve(req *pb.ModelInferRequest) {
 		return
 	}
 
+	ctx, span := st.srv.tracer.Start(ctx, telemetry.SpanStream)
+	defer span.End()
 	err = m.Streamer.Stream(ctx, inputs, func(chunk map[string]tensor.Tensor) error {
 		resp := m.newResponse(req)
 		if err := oip.EncodeOutputs(resp, sel, chunk); err != nil {
@@ -178,6 +203,7 @@ func (st *inferStream) serve(req *pb.ModelInferRequest) {
 		return st.emit(ctx, &pb.ModelStreamInferResponse{InferResponse: resp})
 	})
 	if err != nil {
+		span.SetStatus(otelcodes.Error, err.Error())
 		st.fail(req, err)
 		return
 	}

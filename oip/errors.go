@@ -8,6 +8,7 @@ import (
 	"github.com/modelserver/modelserver/batching"
 	"github.com/modelserver/modelserver/engine"
 	"github.com/modelserver/modelserver/internal/httpbody"
+	"github.com/modelserver/modelserver/internal/shutdown"
 )
 
 // StatusClientClosedRequest is the de-facto status for a request whose
@@ -17,7 +18,7 @@ const StatusClientClosedRequest = 499
 // Errors produced by the HTTP transport itself.
 var (
 	errNotReady     = errors.New("model is not ready")
-	errShuttingDown = errors.New("server is shutting down")
+	errShuttingDown = shutdown.ErrShuttingDown
 	errBodyTooLarge = httpbody.ErrTooLarge
 	errClientGone   = httpbody.ErrClientGone
 )

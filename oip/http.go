@@ -186,7 +186,7 @@ func (h *Handler) handleModelReady(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	status := httpStatus(err)
 	if status == http.StatusInternalServerError {
-		h.log.Error("OIP request failed", "path", r.URL.Path, "status", status, "error", err)
+		h.log.ErrorContext(r.Context(), "OIP request failed", "path", r.URL.Path, "status", status, "error", err)
 	}
 	body, _ := json.Marshal(map[string]string{"error": err.Error()})
 	writeJSON(w, status, body)

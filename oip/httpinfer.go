@@ -85,7 +85,9 @@ func (h *Handler) handleInfer(w http.ResponseWriter, r *http.Request) {
 	outputs, err := m.Predictor.Predict(ctx, req.inputs)
 	if err != nil {
 		if r.Context().Err() != nil {
-			err = context.Canceled // the client left; a deadline that fired too is moot
+			// The client left, or a server shutdown's grace period ran out
+			// (shutdown.ErrShuttingDown); a deadline that fired too is moot.
+			err = context.Cause(r.Context())
 		}
 		h.writeError(w, r, err)
 		return

@@ -9,7 +9,9 @@ import (
 	"github.com/modelserver/modelserver/batching"
 	"github.com/modelserver/modelserver/codec"
 	"github.com/modelserver/modelserver/engine"
+	"github.com/modelserver/modelserver/internal/auth"
 	"github.com/modelserver/modelserver/internal/httpbody"
+	"github.com/modelserver/modelserver/internal/shutdown"
 )
 
 // Truss's error headers (truss-wire.md §1.1): the service id of the model
@@ -37,7 +39,7 @@ var (
 	errNotReady     = errors.New(notReadyMessage)
 	errBodyTooLarge = httpbody.ErrTooLarge
 	errClientGone   = httpbody.ErrClientGone
-	errShuttingDown = errors.New("server is shutting down")
+	errShuttingDown = shutdown.ErrShuttingDown
 )
 
 // apiError is an error as the HTTP transport answers it. outcome is the
@@ -54,6 +56,8 @@ type apiError struct {
 // table-tested.
 func httpError(err error, maxBody int64) apiError {
 	switch {
+	case errors.Is(err, auth.ErrUnauthenticated):
+		return apiError{http.StatusUnauthorized, codeClient, "Unauthorized: missing or invalid API key.", "unauthenticated"}
 	case errors.Is(err, errNotReady):
 		return apiError{http.StatusServiceUnavailable, codeModel, notReadyMessage, "not_ready"}
 	case errors.Is(err, errShuttingDown), errors.Is(err, batching.ErrClosed):

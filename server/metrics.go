@@ -1,13 +1,9 @@
 package server
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"log/slog"
-	"net"
-	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,7 +24,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "modelserver_http_requests_total",
-			Help: "HTTP requests answered, by route, status code (499: the client left) and outcome (ok, invalid_input, too_large, queue_full, queue_timeout, cancelled, deadline, model_error, not_ready, error).",
+			Help: "HTTP requests answered, by route, status code (499: the client left) and outcome (ok, invalid_input, too_large, queue_full, queue_timeout, cancelled, deadline, model_error, not_ready, unauthenticated, aborted, error).",
 		}, []string{"route", "code", "outcome"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "modelserver_http_request_duration_seconds",
@@ -46,81 +42,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	reg.MustRegister(m.requests, m.duration, m.inFlight, m.ready)
 	return m
-}
-
-// statusRecorder remembers the status a handler wrote.
-type statusRecorder struct {
-	http.ResponseWriter
-	status int
-}
-
-func (r *statusRecorder) WriteHeader(code int) {
-	if r.status == 0 {
-		r.status = code
-	}
-	r.ResponseWriter.WriteHeader(code)
-}
-
-func (r *statusRecorder) Write(b []byte) (int, error) {
-	if r.status == 0 {
-		r.status = http.StatusOK
-	}
-	return r.ResponseWriter.Write(b)
-}
-
-func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
-
-// Hijack lets the WebSocket upgrader take the connection; gorilla/websocket
-// asserts http.Hijacker rather than unwrapping.
-func (r *statusRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	conn, rw, err := http.NewResponseController(r.ResponseWriter).Hijack()
-	if err == nil && r.status == 0 {
-		r.status = http.StatusSwitchingProtocols
-	}
-	return conn, rw, err
-}
-
-// quietRoutes are left out of the access log, as Truss does for probes.
-var quietRoutes = map[string]bool{"liveness": true, "readiness": true, "loaded": true, "": true}
-
-// accessLog counts, times and logs every request. A request whose client
-// left is recorded as 499 whatever the handler tried to write.
-func (s *Server) accessLog(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		timer := &requestTimer{start: time.Now()}
-		r = r.WithContext(contextWithTimer(r, timer))
-		rec := &statusRecorder{ResponseWriter: w}
-		next.ServeHTTP(rec, r)
-		if r.URL.Path == "/metrics" {
-			return
-		}
-		status := rec.status
-		if r.Context().Err() != nil {
-			status = StatusClientClosedRequest
-		}
-		elapsed := time.Since(timer.start)
-		route := timer.route
-		if route == "" {
-			route = "other"
-		}
-		outcome := timer.outcome
-		switch {
-		case status == StatusClientClosedRequest:
-			outcome = "cancelled"
-		case outcome == "" && status < 400:
-			outcome = "ok"
-		case outcome == "":
-			outcome = "error"
-		}
-		s.metrics.requests.WithLabelValues(route, strconv.Itoa(status), outcome).Inc()
-		s.metrics.duration.WithLabelValues(route).Observe(elapsed.Seconds())
-		if !quietRoutes[timer.route] || status >= 400 {
-			s.log.LogAttrs(r.Context(), slog.LevelInfo, "Handled request",
-				slog.String("method", r.Method), slog.String("path", r.URL.Path),
-				slog.Int("status", status), slog.String("outcome", outcome), slog.Duration("duration", elapsed),
-				slog.Int64("request_bytes", r.ContentLength))
-		}
-	})
 }
 
 // batchObserver exports the batcher's events as Prometheus metrics.

@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/modelserver/modelserver/codec"
 	"github.com/modelserver/modelserver/internal/httpbody"
@@ -46,7 +45,9 @@ func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
 	outputs, err := m.Predictor.Predict(ctx, inputs)
 	if err != nil {
 		if r.Context().Err() != nil {
-			err = context.Canceled // the client left; a deadline that fired too is moot
+			// The client left, or the shutdown grace ran out; a deadline
+			// that fired too is moot.
+			err = context.Cause(r.Context())
 		}
 		s.writeError(w, r, err)
 		return
@@ -95,30 +96,4 @@ func isBinary(contentType string) bool {
 		media = strings.ToLower(strings.TrimSpace(strings.SplitN(contentType, ";", 2)[0]))
 	}
 	return media == "application/octet-stream"
-}
-
-// requestTimer is stored in each request's context by accessLog so handlers
-// can name the route they served.
-type requestTimer struct {
-	route   string
-	outcome string // "" until an error names one; "ok" for success
-	start   time.Time
-}
-
-type requestTimerKey struct{}
-
-func setRoute(r *http.Request, route string) {
-	if t, ok := r.Context().Value(requestTimerKey{}).(*requestTimer); ok {
-		t.route = route
-	}
-}
-
-func setOutcome(r *http.Request, outcome string) {
-	if t, ok := r.Context().Value(requestTimerKey{}).(*requestTimer); ok {
-		t.outcome = outcome
-	}
-}
-
-func contextWithTimer(r *http.Request, t *requestTimer) context.Context {
-	return context.WithValue(r.Context(), requestTimerKey{}, t)
 }

@@ -9,6 +9,17 @@
 //     execution policy (batching, concurrency) lives behind it.
 //   - Request bodies are read whole, up to Options.MaxRequestBytes, and the
 //     decoded tensors may alias the body until the response is written.
+//   - Every route passes through one middleware (instrument): request id
+//     (X-Request-Id), trace context, API keys (Options.APIKeys; every route
+//     but Options.OpenRoutes needs one), refusal of new work while draining,
+//     then metrics and the access log. Options.Routes and Model.Handler get
+//     the same treatment.
+//   - Shutdown: SetClosing turns readiness and every route but the open
+//     ones to 503 at once; Shutdown waits for WebSocket connections, each
+//     closed with 1001 after its current message, and when its context ends
+//     cancels what is left, HTTP requests included, with
+//     shutdown.ErrShuttingDown, which they answer as 503 (1001 on a
+//     WebSocket). http.Server.Shutdown waits for the plain HTTP requests.
 //   - All methods are safe for concurrent use.
 package server
 
@@ -24,8 +35,14 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/modelserver/modelserver/engine"
+	"github.com/modelserver/modelserver/internal/auth"
+	"github.com/modelserver/modelserver/internal/shutdown"
+	"github.com/modelserver/modelserver/telemetry"
 	"github.com/modelserver/modelserver/tensor"
 )
 
@@ -64,14 +81,32 @@ type Options struct {
 	// WebSocketPingInterval is the keep-alive ping period; a peer silent
 	// for two periods is dropped. Default 20 s.
 	WebSocketPingInterval time.Duration
-	// Logger receives the access log and errors. Default slog.Default().
+	// Logger receives the access log and errors; its lines carry
+	// request_id, trace_id and span_id (telemetry.NewLogHandler). Default
+	// slog.Default().
 	Logger *slog.Logger
+	// ModelName is the access log's model field.
+	ModelName string
+	// APIKeys, when enabled, are required on every route except
+	// OpenRoutes: a request without an accepted key gets 401.
+	APIKeys *auth.Keys
+	// OpenRoutes are the ServeMux patterns (see CheckRoutePatterns) served
+	// without an API key and while the server drains. nil means
+	// DefaultOpenRoutes; an empty slice protects every route.
+	OpenRoutes []string
+	// TracerProvider creates the request, queue, execution and stream
+	// spans. Default otel.GetTracerProvider().
+	TracerProvider trace.TracerProvider
+	// Propagator reads the client's trace context from the headers.
+	// Default telemetry.Propagator() (W3C traceparent, tracestate, baggage).
+	Propagator propagation.TextMapPropagator
 	// Registerer receives the server's metrics; Gatherer serves /metrics.
 	// Default: a fresh registry used for both.
 	Registerer prometheus.Registerer
 	Gatherer   prometheus.Gatherer
 	// Routes are extra handlers (ServeMux patterns) served behind the same
-	// access log and metrics, such as an LLM's OpenAI-compatible API.
+	// middleware (API keys, request id, tracing, access log, metrics), such
+	// as an LLM's OpenAI-compatible API.
 	Routes map[string]http.Handler
 }
 
@@ -85,12 +120,18 @@ const (
 
 // Server serves one model over HTTP.
 type Server struct {
-	opts    Options
-	log     *slog.Logger
-	metrics *metrics
-	model   atomic.Pointer[loadedModel]
-	closing atomic.Bool
-	handler http.Handler
+	opts       Options
+	log        *slog.Logger
+	metrics    *metrics
+	model      atomic.Pointer[loadedModel]
+	closing    atomic.Bool
+	handler    http.Handler
+	keys       *auth.Keys
+	open       openRouteMatcher
+	tracer     trace.Tracer
+	propagator propagation.TextMapPropagator
+	stopper    *shutdown.Stopper
+	sockets    *socketTracker
 }
 
 type loadedModel struct {
@@ -121,7 +162,26 @@ func New(opts Options) *Server {
 		reg := prometheus.NewRegistry()
 		opts.Registerer, opts.Gatherer = reg, reg
 	}
-	s := &Server{opts: opts, log: opts.Logger, metrics: newMetrics(opts.Registerer)}
+	if opts.OpenRoutes == nil {
+		opts.OpenRoutes = DefaultOpenRoutes
+	}
+	if opts.TracerProvider == nil {
+		opts.TracerProvider = otel.GetTracerProvider()
+	}
+	if opts.Propagator == nil {
+		opts.Propagator = telemetry.Propagator()
+	}
+	s := &Server{
+		opts:       opts,
+		log:        telemetry.Logger(opts.Logger),
+		metrics:    newMetrics(opts.Registerer),
+		keys:       opts.APIKeys,
+		open:       newOpenRouteMatcher(opts.OpenRoutes),
+		tracer:     opts.TracerProvider.Tracer(telemetry.TracerName),
+		propagator: opts.Propagator,
+		stopper:    shutdown.NewStopper(),
+		sockets:    newSocketTracker(),
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", s.routeRoot)
 	mux.HandleFunc("/v1/models/", s.routeModels)
@@ -132,7 +192,7 @@ func New(opts Options) *Server {
 	for pattern, h := range opts.Routes {
 		mux.Handle(pattern, h)
 	}
-	s.handler = s.accessLog(mux)
+	s.handler = s.instrument(mux)
 	return s
 }
 
@@ -154,12 +214,47 @@ func (s *Server) SetReady(m Model) {
 	s.metrics.ready.Set(1)
 }
 
-// SetClosing makes readiness and new predicts answer 503 while requests in
-// flight finish, so a load balancer stops sending before shutdown.
+// SetClosing makes readiness and new requests (all but the open routes)
+// answer 503 while requests in flight finish, so a load balancer stops
+// sending before shutdown, and asks WebSocket connections to close with
+// 1001 once their current message is answered. It is idempotent.
 func (s *Server) SetClosing() {
 	s.closing.Store(true)
 	s.metrics.ready.Set(0)
+	s.sockets.drain()
 }
+
+// Shutdown calls SetClosing and waits for the WebSocket connections to
+// close. When ctx ends first it calls Cancel, gives the connections
+// CancelGrace to send their close frame, closes those left and returns
+// ctx's error. Plain HTTP requests are the http.Server's to wait for
+// (http.Server.Shutdown); Cancel ends them too.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.SetClosing()
+	if s.sockets.wait(ctx) {
+		return nil
+	}
+	s.Cancel()
+	cancelCtx, cancel := context.WithTimeout(context.Background(), CancelGrace)
+	defer cancel()
+	if !s.sockets.wait(cancelCtx) {
+		s.sockets.closeAll()
+		s.sockets.wait(context.Background())
+	}
+	return ctx.Err()
+}
+
+// Cancel ends every request and WebSocket connection in flight, and any
+// that starts later, with shutdown.ErrShuttingDown: HTTP requests answer
+// 503 (a stream already started is cut off), WebSockets close with 1001.
+func (s *Server) Cancel() {
+	s.SetClosing()
+	s.stopper.Stop()
+}
+
+// CancelGrace is how long requests get to answer after Cancel before their
+// connections are closed.
+const CancelGrace = 2 * time.Second
 
 func (s *Server) readyModel() (*loadedModel, error) {
 	if s.closing.Load() {
@@ -236,7 +331,10 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	e := httpError(err, s.opts.MaxRequestBytes)
 	setOutcome(r, e.outcome)
 	if e.status >= 500 && e.status != http.StatusServiceUnavailable {
-		s.log.Error("request failed", "status", e.status, "error", err)
+		s.log.ErrorContext(r.Context(), "request failed", "status", e.status, "error", err)
+	}
+	if e.status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="modelserver"`)
 	}
 	body := mustJSON(map[string]string{"error": e.message})
 	w.Header().Set(headerErrorSource, errorSourceServer)

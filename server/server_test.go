@@ -20,6 +20,7 @@ import (
 	"github.com/modelserver/modelserver/batching"
 	"github.com/modelserver/modelserver/codec"
 	"github.com/modelserver/modelserver/engine"
+	"github.com/modelserver/modelserver/internal/auth"
 	"github.com/modelserver/modelserver/tensor"
 )
 
@@ -316,6 +317,7 @@ func TestHTTPErrorMapping(t *testing.T) {
 		code    string
 		outcome string
 	}{
+		{fmt.Errorf("x: %w", auth.ErrUnauthenticated), 401, "700", "unauthenticated"},
 		{errNotReady, 503, "600", "not_ready"},
 		{errShuttingDown, 503, "600", "not_ready"},
 		{batching.ErrClosed, 503, "600", "not_ready"},

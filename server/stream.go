@@ -8,7 +8,10 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/codes"
+
 	"github.com/modelserver/modelserver/codec"
+	"github.com/modelserver/modelserver/telemetry"
 	"github.com/modelserver/modelserver/tensor"
 )
 
@@ -59,6 +62,8 @@ type streamChunk struct {
 // disconnects cancels ctx, which makes the producer's next emit fail, so it
 // stops before computing another step.
 func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, ctx context.Context, m *loadedModel, inputs map[string]tensor.Tensor, format codec.Format) {
+	ctx, span := s.tracer.Start(ctx, telemetry.SpanStream)
+	defer span.End()
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	chunks := make(chan streamChunk)
@@ -84,12 +89,18 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, ctx context
 		select {
 		case chunk = <-chunks:
 		case err := <-done:
+			if err != nil && r.Context().Err() != nil {
+				err = context.Cause(r.Context()) // the client left, or the grace period ran out
+			}
+			if err != nil {
+				span.SetStatus(codes.Error, err.Error())
+			}
 			s.finishStream(w, r, started, mode, gathered, format, err)
 			return
 		case <-timer.C:
 			cancel(errStreamStalled)
 			<-done
-			s.log.Error("Exception while generating streamed response", "error", errStreamStalled)
+			s.log.ErrorContext(r.Context(), "Exception while generating streamed response", "error", errStreamStalled)
 			if !started && mode != streamGathered {
 				s.writeError(w, r, errStreamStalled)
 				return
@@ -152,10 +163,17 @@ func (s *Server) encodeChunk(out map[string]tensor.Tensor, m *loadedModel, forma
 // An error before the first chunk is an ordinary error answer; after it, SSE
 // gets an error event and the chunked body simply ends, as in Truss.
 func (s *Server) finishStream(w http.ResponseWriter, r *http.Request, started bool, mode streamMode, gathered [][]byte, format codec.Format, err error) {
-	if err != nil {
-		s.log.Error("Exception while generating streamed response", "error", err)
+	if err != nil && !errors.Is(err, errShuttingDown) {
+		s.log.ErrorContext(r.Context(), "Exception while generating streamed response", "error", err)
+	}
+	if started && clientGone(r.Context()) {
+		setOutcome(r, "cancelled") // the 200 is out, but the client did not get the whole stream
 	}
 	switch {
+	case started && errors.Is(err, errShuttingDown):
+		// Cut the stream off so that the client sees an error rather than
+		// a complete answer.
+		panic(http.ErrAbortHandler)
 	case mode == streamGathered && err == nil:
 		s.writeGathered(w, gathered, format)
 	case !started && err != nil:

@@ -2,18 +2,23 @@ package server
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"time"
 
 	"github.com/gorilla/websocket"
+	"go.opentelemetry.io/otel/codes"
 
 	"github.com/modelserver/modelserver/codec"
+	"github.com/modelserver/modelserver/internal/requestid"
+	"github.com/modelserver/modelserver/telemetry"
 	"github.com/modelserver/modelserver/tensor"
 )
 
 // WebSocket close codes (RFC 6455 §7.4.1) the server sends.
 const (
-	closeNormal     = websocket.CloseNormalClosure     // 1000: the client closed, or the server is shutting down
+	closeNormal     = websocket.CloseNormalClosure     // 1000: the client closed
+	closeGoingAway  = websocket.CloseGoingAway         // 1001: the server is shutting down
 	closeBadMessage = websocket.ClosePolicyViolation   // 1008: a message that is not a valid request
 	closeTooBig     = websocket.CloseMessageTooBig     // 1009: a message above the size limit
 	closeModelError = websocket.CloseInternalServerErr // 1011: the model failed
@@ -33,8 +38,11 @@ const (
 // wsCloseCode maps a request's error to the close code that ends the
 // connection. It is the WebSocket counterpart of httpError.
 func wsCloseCode(err error) int {
+	if errors.Is(err, errShuttingDown) {
+		return closeGoingAway
+	}
 	switch e := httpError(err, 0); {
-	case e.status == http.StatusBadRequest || e.status == http.StatusRequestEntityTooLarge:
+	case e.status == http.StatusBadRequest || e.status == http.StatusRequestEntityTooLarge || e.status == http.StatusUnauthorized:
 		return closeBadMessage
 	case e.status == http.StatusTooManyRequests || e.status == http.StatusServiceUnavailable:
 		return closeTryAgain
@@ -65,6 +73,10 @@ type wsMessage struct {
 // the client goes away, which reaches any predict in flight; this goroutine
 // is the only one that writes data frames (pings use WriteControl, which
 // gorilla/websocket allows concurrently).
+//
+// When the server drains, a connection is closed with 1001 once its current
+// message is answered; past the grace period the message in flight is
+// cancelled and the connection closed with 1001 too.
 func (s *Server) handleWebSocket(w http.ResponseWriter, r *http.Request) {
 	setRoute(r, "websocket")
 	s.metrics.inFlight.Inc()
@@ -74,11 +86,23 @@ func (s *Server) handleWebSocket(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	conn, err := wsUpgrader.Upgrade(w, r, nil)
+	// The upgrader writes only the headers it is given: echo the request id.
+	echo := http.Header{}
+	for _, h := range []string{requestid.Header, requestid.HeaderBaseten} {
+		if v := w.Header().Get(h); v != "" {
+			echo.Set(h, v)
+		}
+	}
+	conn, err := wsUpgrader.Upgrade(w, r, echo)
 	if err != nil {
 		return // the upgrader has answered the client
 	}
 	defer conn.Close()
+	if !s.sockets.add(conn) {
+		s.closeWebSocket(conn, closeGoingAway, httpError(errShuttingDown, 0).message)
+		return
+	}
+	defer s.sockets.remove(conn)
 	conn.SetReadLimit(s.opts.WebSocketMaxMessageBytes)
 
 	ctx, cancel := context.WithCancel(r.Context())
@@ -111,10 +135,19 @@ func (s *Server) handleWebSocket(w http.ResponseWriter, r *http.Request) {
 			// gorilla/websocket with close 1009; other errors are the
 			// client leaving.
 			return
+		case <-s.sockets.draining:
+			s.closeWebSocket(conn, closeGoingAway, httpError(errShuttingDown, 0).message)
+			return
 		case <-ctx.Done():
+			if !clientGone(ctx) {
+				s.closeWebSocket(conn, closeGoingAway, httpError(errShuttingDown, 0).message)
+			}
 			return
 		}
 		if err := s.answerWebSocket(ctx, conn, m, msg); err != nil {
+			if ctx.Err() != nil {
+				err = context.Cause(ctx) // the client left, or the grace period ran out
+			}
 			code := wsCloseCode(err)
 			s.closeWebSocket(conn, code, httpError(err, s.opts.WebSocketMaxMessageBytes).message)
 			return
@@ -122,7 +155,14 @@ func (s *Server) handleWebSocket(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (s *Server) answerWebSocket(ctx context.Context, conn *websocket.Conn, m *loadedModel, msg wsMessage) error {
+func (s *Server) answerWebSocket(ctx context.Context, conn *websocket.Conn, m *loadedModel, msg wsMessage) (err error) {
+	ctx, span := s.tracer.Start(ctx, telemetry.SpanWebSocket)
+	defer func() {
+		if err != nil {
+			span.SetStatus(codes.Error, err.Error())
+		}
+		span.End()
+	}()
 	binary := msg.frameType == websocket.BinaryMessage
 	inputs, format, err := m.decode(msg.data, binary)
 	if err != nil {

@@ -11,7 +11,9 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/modelserver/modelserver/batching"
 	"github.com/modelserver/modelserver/codec"
+	"github.com/modelserver/modelserver/internal/auth"
 	"github.com/modelserver/modelserver/tensor"
 )
 
@@ -157,6 +159,9 @@ func TestWebSocketCloseCodeMapping(t *testing.T) {
 		code int
 	}{
 		{errNotReady, websocket.CloseTryAgainLater},
+		{errShuttingDown, websocket.CloseGoingAway},
+		{batching.ErrClosed, websocket.CloseTryAgainLater},
+		{auth.ErrUnauthenticated, websocket.ClosePolicyViolation},
 		{context.Canceled, websocket.CloseNormalClosure},
 		{errBodyTooLarge, websocket.ClosePolicyViolation},
 		{errors.New("boom"), websocket.CloseInternalServerErr},

@@ -2,12 +2,13 @@
 //
 //	modelserver [--model NAME|DIR] [--device auto|cpu|cuda|cuda:N] [--host H] [--port P] [--onnxruntime-lib PATH] ...
 //	modelserver bench [--model NAME|DIR] [--concurrency 1,64] [--duration 5s] ...
+//	modelserver bench-llm --model DIR [--concurrency 1,4,16] [--tokens N] [--prompt-tokens N] [--repeat N]
+//	modelserver gen-phi3 --out DIR [--preset tiny|mid] [--precision fp32|int4] [--seed N] [--context N]
 //
 // It is the only package that reads flags and the environment.
 package main
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -25,6 +26,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/term"
 
 	"github.com/modelserver/modelserver/batching"
 	"github.com/modelserver/modelserver/config"
@@ -35,12 +37,17 @@ import (
 	"github.com/modelserver/modelserver/models"
 	"github.com/modelserver/modelserver/oip"
 	"github.com/modelserver/modelserver/server"
+	"github.com/modelserver/modelserver/telemetry"
 )
 
 func main() {
 	var err error
 	if len(os.Args) > 1 && os.Args[1] == "bench" {
 		err = runBench(os.Args[2:], os.Stdout, os.Stderr)
+	} else if len(os.Args) > 1 && os.Args[1] == "bench-llm" {
+		err = runBenchLLM(os.Args[2:], os.Stdout, os.Stderr)
+	} else if len(os.Args) > 1 && os.Args[1] == "gen-phi3" {
+		err = runGenPhi3(os.Args[2:], os.Stdout, os.Stderr)
 	} else {
 		err = run(os.Args[1:], os.Stderr)
 	}
@@ -67,6 +74,10 @@ type flags struct {
 	shutdownGrace      time.Duration
 	wsMaxMessageBytes  int64
 	grpcPort           int
+	limits             serverLimits
+	apiKeysFile        string
+	openRoutes         string
+	grpcOpenMethods    string
 }
 
 func parseFlags(args []string, stderr io.Writer) (flags, error) {
@@ -87,9 +98,13 @@ func parseFlags(args []string, stderr io.Writer) (flags, error) {
 	fs.IntVar(&f.predictConcurrency, "predict-concurrency", 0, "model executions in flight (default: config.yaml runtime.predict_concurrency, 1)")
 	fs.DurationVar(&f.predictTimeout, "predict-timeout", 0, "queue plus execution deadline per request (default: config.yaml runtime.predict_timeout_s, 600s)")
 	fs.IntVar(&f.intraOpThreads, "intra-op-threads", 0, "ONNX Runtime threads per operator (default: one per core)")
-	fs.StringVar(&f.logFormat, "log-format", "json", "log format: json or text")
+	fs.StringVar(&f.logFormat, "log-format", "auto", "log format: json, text, or auto (text when stderr is a terminal, else json)")
 	fs.Int64Var(&f.wsMaxMessageBytes, "websocket-max-message-bytes", server.DefaultWebSocketMaxMessageBytes, "largest WebSocket message; larger ones close the connection with 1009")
-	fs.DurationVar(&f.shutdownGrace, "shutdown-grace", 30*time.Second, "time in-flight requests get to finish after SIGTERM")
+	fs.DurationVar(&f.shutdownGrace, "shutdown-grace", 30*time.Second, "time in-flight requests get to finish after SIGTERM or SIGINT; a second signal exits at once")
+	fs.StringVar(&f.apiKeysFile, "api-keys-file", "", "file of API keys (one per line or comma-separated; # comments); with $"+envAPIKeys+" they are required on every route but --open-routes")
+	fs.StringVar(&f.openRoutes, "open-routes", strings.Join(server.DefaultOpenRoutes, ","), "comma-separated HTTP routes (ServeMux patterns) served without an API key and while draining; empty protects every route")
+	fs.StringVar(&f.grpcOpenMethods, "grpc-open-methods", strings.Join(grpcserver.DefaultOpenMethods, ","), "comma-separated gRPC methods served without an API key; empty protects every method")
+	f.limits.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return f, err
 	}
@@ -121,14 +136,23 @@ func ortLibraryPath(flagValue string) (string, error) {
 		strings.Join(candidates, ", "))
 }
 
+// newLogger returns the process logger: JSON lines, or text for people
+// (auto picks text when w is a terminal), each line stamped with its
+// request's request_id and trace.
 func newLogger(format string, w io.Writer) (*slog.Logger, error) {
+	if format == "auto" {
+		format = "json"
+		if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+			format = "text"
+		}
+	}
 	switch format {
 	case "json":
-		return slog.New(slog.NewJSONHandler(w, nil)), nil
+		return slog.New(telemetry.NewLogHandler(slog.NewJSONHandler(w, nil))), nil
 	case "text":
-		return slog.New(slog.NewTextHandler(w, nil)), nil
+		return slog.New(telemetry.NewLogHandler(slog.NewTextHandler(w, nil))), nil
 	}
-	return nil, fmt.Errorf("--log-format must be json or text, not %q", format)
+	return nil, fmt.Errorf("--log-format must be auto, json or text, not %q", format)
 }
 
 func run(args []string, stderr io.Writer) error {
@@ -140,6 +164,24 @@ func run(args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	slog.SetDefault(log)
+	routeGRPCLogs(log)
+	keys, err := loadAPIKeys(f.apiKeysFile, os.Getenv(envAPIKeys))
+	if err != nil {
+		return err
+	}
+	openRoutes, openMethods := splitList(f.openRoutes), splitList(f.grpcOpenMethods)
+	if err := server.CheckRoutePatterns(openRoutes); err != nil {
+		return fmt.Errorf("--open-routes: %w", err)
+	}
+	if err := f.limits.check(); err != nil {
+		return err
+	}
+	stopTracing, err := startTracing(log)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 	libPath, err := ortLibraryPath(f.ortLib)
 	if err != nil {
 		return err
@@ -181,39 +223,48 @@ func run(args []string, stderr io.Writer) error {
 		reg.MustRegister(cudametrics.New(accel))
 	}
 	predictTimeout := time.Duration(rt.PredictTimeoutS * float64(time.Second))
+	oipHandler := oip.NewHandler(oip.HandlerOptions{MaxRequestBytes: rt.MaxRequestBytes, PredictTimeout: predictTimeout, Logger: log})
 	srv := server.New(server.Options{
 		MaxRequestBytes:          rt.MaxRequestBytes,
 		PredictTimeout:           predictTimeout,
 		StreamingReadTimeout:     time.Duration(rt.StreamingReadTimeout) * time.Second,
 		WebSocketMaxMessageBytes: f.wsMaxMessageBytes,
 		Logger:                   log,
+		ModelName:                src.Config.ModelName,
+		APIKeys:                  keys,
+		OpenRoutes:               openRoutes,
 		Registerer:               reg,
 		Gatherer:                 reg,
+		Routes:                   map[string]http.Handler{"/v2": oipHandler, "/v2/": oipHandler},
 	})
-	oipHandler := oip.NewHandler(oip.HandlerOptions{MaxRequestBytes: rt.MaxRequestBytes, PredictTimeout: predictTimeout, Logger: log})
-	root := http.NewServeMux()
-	root.Handle("/v2", oipHandler)
-	root.Handle("/v2/", oipHandler)
-	root.Handle("/", srv.Handler())
-	ln, err := net.Listen("tcp", net.JoinHostPort(f.host, strconv.Itoa(f.port)))
+	ln, err := f.limits.listen(net.JoinHostPort(f.host, strconv.Itoa(f.port)))
 	if err != nil {
 		return err
 	}
 	var grpcSrv *grpcserver.Server
 	var grpcLn net.Listener
 	if f.grpcPort > 0 {
-		if grpcLn, err = net.Listen("tcp", net.JoinHostPort(f.host, strconv.Itoa(f.grpcPort))); err != nil {
+		if grpcLn, err = f.limits.listen(net.JoinHostPort(f.host, strconv.Itoa(f.grpcPort))); err != nil {
 			ln.Close()
 			return err
 		}
-		grpcSrv = grpcserver.New(grpcserver.Options{MaxMessageBytes: int(rt.MaxRequestBytes), PredictTimeout: predictTimeout, Logger: log})
+		grpcSrv = grpcserver.New(grpcserver.Options{
+			MaxMessageBytes:      int(rt.MaxRequestBytes),
+			PredictTimeout:       predictTimeout,
+			Logger:               log,
+			APIKeys:              keys,
+			OpenMethods:          openMethods,
+			MaxConcurrentStreams: uint32(f.limits.grpcMaxConcurrentStreams),
+			ConnectionTimeout:    f.limits.readHeaderTimeout,
+		})
 	}
-	httpServer := &http.Server{Handler: root, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
+	httpServer := f.limits.httpServer(srv.Handler(), log)
+	signals := make(chan os.Signal, 2)
+	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(signals)
 	serveErr := make(chan error, 2)
 	go func() { serveErr <- httpServer.Serve(ln) }()
-	log.Info("listening", "addr", ln.Addr().String(), "model", src.Name, "onnxruntime", engine.ONNXRuntimeVersion())
+	log.Info("listening", "addr", ln.Addr().String(), "model", src.Name, "onnxruntime", engine.ONNXRuntimeVersion(), "api_keys", keys.Enabled())
 	if grpcSrv != nil {
 		go func() { serveErr <- grpcSrv.Serve(grpcLn) }()
 		log.Info("listening for gRPC", "addr", grpcLn.Addr().String())
@@ -224,6 +275,7 @@ func run(args []string, stderr io.Writer) error {
 	go func() { loaded <- load(src, f, placement, exec, rt, obs, log) }()
 	var model interface{ Close() error }
 	var batcher *batching.Batcher
+	var sig os.Signal
 wait:
 	for {
 		select {
@@ -245,36 +297,22 @@ wait:
 				grpcSrv.SetReady(grpcserver.Model{Name: name, Signature: res.serving.Signature, Predictor: res.serving.Predictor, Streamer: res.serving.Streamer})
 			}
 			loaded = nil
-		case <-ctx.Done():
+		case sig = <-signals:
 			break wait
 		}
 	}
-	stop()
-	log.Info("shutting down", "grace", f.shutdownGrace)
-	srv.SetClosing()
-	oipHandler.SetClosing()
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), f.shutdownGrace)
-	defer cancel()
-	grpcDone := make(chan error, 1)
-	if grpcSrv != nil {
-		go func() { grpcDone <- grpcSrv.Shutdown(shutdownCtx) }()
-	} else {
-		grpcDone <- nil
-	}
-	err = httpServer.Shutdown(shutdownCtx)
-	if gerr := <-grpcDone; gerr != nil {
-		log.Warn("grace period over; gRPC calls still in flight were cancelled", "error", gerr)
-	}
+	done := make(chan struct{})
+	defer close(done)
+	go exitOnSecondSignal(signals, done, log)
+	log.Info("shutting down", "signal", sig.String(), "grace", f.shutdownGrace)
+	drain(f.shutdownGrace, httpServer, srv, oipHandler, grpcSrv, log)
 	if batcher != nil {
 		batcher.Close()
 	}
 	if model != nil {
 		model.Close()
 	}
-	if err != nil {
-		log.Warn("grace period over; closing remaining connections", "error", err)
-		httpServer.Close()
-	}
+	log.Info("shut down")
 	return nil
 }
 

@@ -75,6 +75,7 @@ type runningServer struct {
 	grpc   string // host:port of the gRPC listener
 	cmd    *exec.Cmd
 	stderr *lockedBuffer
+	exited chan struct{} // closed when the process has exited
 }
 
 // lockedBuffer collects a running process's output while tests read it.
@@ -98,10 +99,17 @@ func (b *lockedBuffer) String() string {
 // startServer runs modelserver with args and waits until it is ready.
 func startServer(t *testing.T, args ...string) *runningServer {
 	t.Helper()
+	return startServerEnv(t, nil, args...)
+}
+
+// startServerEnv runs modelserver with args and the extra environment
+// variables env ("KEY=value"), and waits until it is ready.
+func startServerEnv(t *testing.T, env []string, args ...string) *runningServer {
+	t.Helper()
 	port, grpcPort := freePort(t), freePort(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, serverBinary, append([]string{"--host", "127.0.0.1", "--port", fmt.Sprint(port), "--grpc-port", fmt.Sprint(grpcPort)}, args...)...)
-	cmd.Env = append(os.Environ(), "ONNXRUNTIME_LIB="+ortLibrary(t))
+	cmd.Env = append(append(os.Environ(), "ONNXRUNTIME_LIB="+ortLibrary(t)), env...)
 	stderr := &lockedBuffer{}
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
@@ -119,7 +127,7 @@ func startServer(t *testing.T, args ...string) *runningServer {
 		}
 		cancel()
 	})
-	s := &runningServer{url: fmt.Sprintf("http://127.0.0.1:%d", port), grpc: fmt.Sprintf("127.0.0.1:%d", grpcPort), cmd: cmd, stderr: stderr}
+	s := &runningServer{url: fmt.Sprintf("http://127.0.0.1:%d", port), grpc: fmt.Sprintf("127.0.0.1:%d", grpcPort), cmd: cmd, stderr: stderr, exited: done}
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
 		select {
@@ -215,6 +223,8 @@ func TestStartupErrors(t *testing.T) {
 		{"missing library", nil, "/nonexistent/libonnxruntime.so", "install-onnxruntime.sh"},
 		{"unusable library", nil, notALibrary, "install-onnxruntime.sh"},
 		{"bad flag", []string{"--port", "x"}, lib, "invalid value"},
+		{"bad open route", []string{"--open-routes", "GET /{"}, lib, "--open-routes"},
+		{"missing key file", []string{"--api-keys-file", "/nonexistent/keys"}, lib, "--api-keys-file"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
