@@ -31,6 +31,7 @@ export PATH="$gobin:$PATH"
 npm ci --silent --no-audit --no-fund --prefix cmd/modelserver/testdata/node
 npm ci --silent --no-audit --no-fund --prefix llm/tokenizer/testdata/node
 npm ci --silent --no-audit --no-fund --prefix llm/chattemplate/testdata/node
+npm ci --silent --no-audit --no-fund --prefix openai/testdata/node
 
 # Tests that need ONNX Runtime, the reference clients or protoc skip without
 # them on a developer's machine; here they must run.
