@@ -24,6 +24,9 @@ type Config struct {
 	ModelMetadata map[string]any `yaml:"model_metadata"`
 	Resources     Resources      `yaml:"resources"`
 	Runtime       Runtime        `yaml:"runtime"`
+	// LLM configures the text-generation engine (package llm); models
+	// other than generative language models ignore it.
+	LLM LLM `yaml:"llm"`
 
 	// UnknownKeys lists keys outside the Truss schema, as dotted paths.
 	UnknownKeys []string `yaml:"-"`
@@ -74,6 +77,24 @@ type Batching struct {
 	QueueTimeoutMS int `yaml:"queue_timeout_ms"`
 }
 
+// LLM configures continuous batching of a generative language model.
+type LLM struct {
+	// MaxSequences is the number of sequences decoded together, each
+	// holding a KV cache slot of max_context tokens. Default 16.
+	MaxSequences int `yaml:"max_sequences"`
+	// MaxContext is the most tokens (prompt and output) one sequence may
+	// hold; 0 means the model's context length, which also caps it.
+	// Default 0.
+	MaxContext int `yaml:"max_context"`
+	// QueueSize is the most requests waiting for a slot; a full queue
+	// answers 429 at once. Default 256.
+	QueueSize int `yaml:"queue_size"`
+	// PrefillChunk is the most prompt tokens run in one step; longer
+	// prompts are prefilled over several steps, between decode steps of
+	// the running sequences. Default 512.
+	PrefillChunk int `yaml:"prefill_chunk"`
+}
+
 // Defaults returns the configuration used for anything a file leaves out.
 func Defaults() Config {
 	return Config{
@@ -89,6 +110,7 @@ func Defaults() Config {
 				MaxQueueSize:    1024,
 			},
 		},
+		LLM: LLM{MaxSequences: 16, QueueSize: 256, PrefillChunk: 512},
 	}
 }
 
@@ -137,7 +159,24 @@ func (c *Config) validate() error {
 	case r.MaxRequestBytes <= 0:
 		return fmt.Errorf("runtime.max_request_bytes must be positive, got %d", r.MaxRequestBytes)
 	}
-	return r.Batching.validate()
+	if err := r.Batching.validate(); err != nil {
+		return err
+	}
+	return c.LLM.validate()
+}
+
+func (l LLM) validate() error {
+	switch {
+	case l.MaxSequences < 1:
+		return fmt.Errorf("llm.max_sequences must be at least 1, got %d", l.MaxSequences)
+	case l.MaxContext < 0:
+		return fmt.Errorf("llm.max_context must not be negative, got %d", l.MaxContext)
+	case l.QueueSize < 1:
+		return fmt.Errorf("llm.queue_size must be at least 1, got %d", l.QueueSize)
+	case l.PrefillChunk < 1:
+		return fmt.Errorf("llm.prefill_chunk must be at least 1, got %d", l.PrefillChunk)
+	}
+	return nil
 }
 
 func (b Batching) validate() error {
@@ -159,8 +198,9 @@ func (b Batching) validate() error {
 	return nil
 }
 
-// schema lists the Truss config keys (truss/base/truss_config.py); nil
-// means any content is accepted below that key.
+// schema lists the Truss config keys (truss/base/truss_config.py) and
+// modelserver's own llm section; nil means any content is accepted below
+// that key.
 var schema = map[string]map[string]bool{
 	"model_name": nil, "python_version": nil, "requirements": nil, "requirements_file": nil,
 	"system_packages": nil, "environment_variables": nil, "secrets": nil, "model_metadata": nil,
@@ -178,6 +218,7 @@ var schema = map[string]map[string]bool{
 		"max_batch_size": true, "max_queue_delay_us": true, "preferred_batch_sizes": true,
 		"max_queue_size": true, "queue_timeout_ms": true,
 	},
+	"llm":         {"max_sequences": true, "max_context": true, "queue_size": true, "prefill_chunk": true},
 	"model_cache": nil, "weights": nil, "external_data": nil, "data_dir": nil,
 	"model_module_dir": nil, "model_class_filename": nil, "model_class_name": nil,
 	"bundled_packages_dir": nil, "apply_library_patches": nil, "live_reload": nil,

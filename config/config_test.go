@@ -29,6 +29,9 @@ func TestParse(t *testing.T) {
 			func(c *Config) {
 				c.Runtime.Batching.MaxBatchSize, c.Runtime.Batching.PreferredBatchSizes, c.Runtime.Batching.QueueTimeoutMS = 0, []int{4, 8}, 50
 			}, []string{"runtime.batching.max_queue_delay"}},
+		{"llm", "llm:\n  max_sequences: 4\n  max_context: 1024\n  queue_size: 8\n  prefill_chunk: 64\n  max_batch: 2\n",
+			func(c *Config) { c.LLM = LLM{MaxSequences: 4, MaxContext: 1024, QueueSize: 8, PrefillChunk: 64} },
+			[]string{"llm.max_batch"}},
 		{"unknown keys", "model_name: x\nmodle_name: y\nruntime:\n  predict_concurency: 3\nresources:\n  gpus: 1\n",
 			func(c *Config) { c.ModelName = "x" }, []string{"modle_name", "resources.gpus", "runtime.predict_concurency"}},
 	}
@@ -57,6 +60,10 @@ func TestParseErrors(t *testing.T) {
 		"runtime:\n  predict_timeout_s: -1\n":      "predict_timeout_s must not be negative",
 		"runtime:\n  max_request_bytes: 0\n":       "max_request_bytes must be positive",
 		"runtime:\n  streaming_read_timeout: -5\n": "streaming_read_timeout must not be negative",
+		"llm:\n  max_sequences: 0\n":               "llm.max_sequences must be at least 1",
+		"llm:\n  max_context: -1\n":                "llm.max_context must not be negative",
+		"llm:\n  queue_size: 0\n":                  "llm.queue_size must be at least 1",
+		"llm:\n  prefill_chunk: 0\n":               "llm.prefill_chunk must be at least 1",
 	}
 	for yaml, want := range tests {
 		_, err := Parse([]byte(yaml))

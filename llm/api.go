@@ -11,8 +11,16 @@
 //   - The caller's context is the sequence's lifetime: cancelling it removes a
 //     queued request at once, or aborts a running sequence before its next
 //     step and frees its KV slot.
-//   - The scheduler never blocks on a slow reader: a Stream buffers at most
-//     max_tokens events.
+//   - The scheduler never blocks on a slow reader: a Stream's channel holds
+//     max_tokens+1 events (max_tokens defaults to the room left in the
+//     context), every event the sequence can produce.
+//   - Each sequence holds one KV cache slot of MaxContext tokens while it
+//     runs. Slots 0..B-1 are the B decoding sequences, so one batched run
+//     covers them; when one leaves, the last moves into its slot. Prompts
+//     are prefilled one at a time, in chunks of PrefillChunk tokens, between
+//     decode steps (GroupQueryAttention runs prompts only with batch 1).
+//   - A seeded sequence draws from its own random source, so its tokens do
+//     not depend on what else is in the batch.
 package llm
 
 import (
@@ -76,7 +84,9 @@ type SamplingParams struct {
 	// also across token boundaries; the matched string is not emitted.
 	Stop []string
 	// Logprobs asks for each chosen token's log-probability and TopLogprobs
-	// (0..20) alternatives.
+	// (0..20) alternatives, under the distribution the token was drawn from
+	// (after penalties and temperature; greedy counts as temperature 1),
+	// before top-k / top-p.
 	Logprobs    bool
 	TopLogprobs int
 }
@@ -127,12 +137,22 @@ type Event struct {
 	Timing      Timing
 }
 
-// Stats is a snapshot of the scheduler's load, for metrics.
+// Stats is a snapshot of the scheduler's load, for metrics. The counters
+// below the gauges only grow from Open on.
 type Stats struct {
 	Running   int // sequences holding a KV slot
 	Waiting   int // admitted, not yet prefilled
 	SlotsUsed int
 	Slots     int
+
+	PrefillTokens int64 // prompt tokens run through the model
+	DecodeSteps   int64 // batched decode runs
+	DecodeTokens  int64 // tokens those runs generated (their rows)
+	// StepTime is the wall time of all decode steps (runtime call,
+	// sampling, events); RunTime the part spent inside ONNX Runtime.
+	// 1 - RunTime/StepTime is the engine's own share of a step.
+	StepTime time.Duration
+	RunTime  time.Duration
 }
 
 // Generator is what transports need from an engine.

@@ -27,6 +27,10 @@ const (
 	// KindRecurrentStream is an ONNX recurrent cell served step by step as
 	// a stream (see RecurrentStream).
 	KindRecurrentStream
+	// KindLLM is a generative language model in the onnxruntime-genai
+	// layout, served by the llm engine; its files are located at load time
+	// (see ResolveLLM).
+	KindLLM
 )
 
 // Source is a resolved model, ready to load.

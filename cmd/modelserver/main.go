@@ -9,6 +9,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -34,8 +35,10 @@ import (
 	"github.com/modelserver/modelserver/cuda/cudametrics"
 	"github.com/modelserver/modelserver/engine"
 	"github.com/modelserver/modelserver/grpcserver"
+	"github.com/modelserver/modelserver/llm"
 	"github.com/modelserver/modelserver/models"
 	"github.com/modelserver/modelserver/oip"
+	"github.com/modelserver/modelserver/openai"
 	"github.com/modelserver/modelserver/server"
 	"github.com/modelserver/modelserver/telemetry"
 )
@@ -78,13 +81,14 @@ type flags struct {
 	apiKeysFile        string
 	openRoutes         string
 	grpcOpenMethods    string
+	llm                llmFlags
 }
 
 func parseFlags(args []string, stderr io.Writer) (flags, error) {
 	var f flags
 	fs := flag.NewFlagSet("modelserver", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&f.model, "model", models.DefaultModel, "built-in model name ("+strings.Join(models.BuiltinNames(), ", ")+") or a directory holding config.yaml and model.onnx")
+	fs.StringVar(&f.model, "model", models.DefaultModel, "built-in model name ("+strings.Join(models.BuiltinNames(), ", ")+"), an LLM ("+models.Phi3+"), a directory holding config.yaml and model.onnx, or an onnxruntime-genai LLM directory (genai_config.json)")
 	fs.Func("device", "where to run the model: auto (the first GPU, else the CPU; the default), cpu, cuda (the first GPU) or cuda:N", func(s string) error {
 		var err error
 		f.device, err = cuda.ParseDevice(s)
@@ -105,6 +109,7 @@ func parseFlags(args []string, stderr io.Writer) (flags, error) {
 	fs.StringVar(&f.openRoutes, "open-routes", strings.Join(server.DefaultOpenRoutes, ","), "comma-separated HTTP routes (ServeMux patterns) served without an API key and while draining; empty protects every route")
 	fs.StringVar(&f.grpcOpenMethods, "grpc-open-methods", strings.Join(grpcserver.DefaultOpenMethods, ","), "comma-separated gRPC methods served without an API key; empty protects every method")
 	f.limits.register(fs)
+	f.llm.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return f, err
 	}
@@ -189,7 +194,12 @@ func run(args []string, stderr io.Writer) error {
 	if err := engine.InitONNXRuntime(libPath); err != nil {
 		return fmt.Errorf("%v; install a working one with scripts/install-onnxruntime.sh, or point --onnxruntime-lib or ONNXRUNTIME_LIB at libonnxruntime.so", err)
 	}
-	src, err := models.Resolve(f.model)
+	var src *models.Source
+	if isLLM(f.model) {
+		src, err = llmSource(f)
+	} else {
+		src, err = models.Resolve(f.model)
+	}
 	if err != nil {
 		return err
 	}
@@ -224,6 +234,19 @@ func run(args []string, stderr io.Writer) error {
 	}
 	predictTimeout := time.Duration(rt.PredictTimeoutS * float64(time.Second))
 	oipHandler := oip.NewHandler(oip.HandlerOptions{MaxRequestBytes: rt.MaxRequestBytes, PredictTimeout: predictTimeout, Logger: log})
+	routes := map[string]http.Handler{"/v2": oipHandler, "/v2/": oipHandler}
+	var llmAPI *openai.API
+	if src.Kind == models.KindLLM {
+		// An LLM speaks text, not tensors: the OpenAI API, Truss predict and
+		// WebSocket through openai, and no Open Inference Protocol.
+		llmAPI = openai.New(openai.Options{Registerer: reg, Logger: log, MaxRequestBytes: rt.MaxRequestBytes, WebSocketMaxMessageBytes: f.wsMaxMessageBytes})
+		routes = llmAPI.Routes()
+		routes["GET /v1/websocket"] = llmAPI.WebSocketHandler()
+		if f.grpcPort > 0 {
+			log.Info("gRPC is off for LLMs: the Open Inference Protocol carries tensors; use the OpenAI API", "grpc_port", f.grpcPort)
+			f.grpcPort = 0
+		}
+	}
 	srv := server.New(server.Options{
 		MaxRequestBytes:          rt.MaxRequestBytes,
 		PredictTimeout:           predictTimeout,
@@ -235,7 +258,7 @@ func run(args []string, stderr io.Writer) error {
 		OpenRoutes:               openRoutes,
 		Registerer:               reg,
 		Gatherer:                 reg,
-		Routes:                   map[string]http.Handler{"/v2": oipHandler, "/v2/": oipHandler},
+		Routes:                   routes,
 	})
 	ln, err := f.limits.listen(net.JoinHostPort(f.host, strconv.Itoa(f.port)))
 	if err != nil {
@@ -272,7 +295,21 @@ func run(args []string, stderr io.Writer) error {
 
 	loaded := make(chan loadResult, 1)
 	obs := server.NewBatchObserver(reg, log)
-	go func() { loaded <- load(src, f, placement, exec, rt, obs, log) }()
+	loadCtx, cancelLoad := context.WithCancel(context.Background())
+	defer cancelLoad()
+	go func() {
+		if src.Kind != models.KindLLM {
+			loaded <- load(src, f, placement, exec, rt, obs, log)
+			return
+		}
+		e, err := loadLLM(loadCtx, src, f, placement, exec, log)
+		if err != nil {
+			log.Error("Exception while loading model", "model", src.Name, "error", err)
+			loaded <- loadResult{err: err}
+			return
+		}
+		loaded <- loadResult{model: e, llm: e, serving: server.Model{Handler: llmAPI.PredictHandler()}}
+	}()
 	var model interface{ Close() error }
 	var batcher *batching.Batcher
 	var sig os.Signal
@@ -290,6 +327,12 @@ wait:
 				return res.err
 			}
 			model, batcher = res.model, res.batcher
+			if res.llm != nil {
+				llmAPI.SetModel(openai.ModelFromEngine(res.llm, src.Config.ModelName))
+				srv.SetReady(res.serving)
+				loaded = nil
+				continue
+			}
 			srv.SetReady(res.serving)
 			name := src.Config.ModelName
 			oipHandler.SetReady(oip.Model{Name: name, Signature: res.serving.Signature, Predictor: res.serving.Predictor, Streamer: res.serving.Streamer})
@@ -298,6 +341,7 @@ wait:
 			}
 			loaded = nil
 		case sig = <-signals:
+			cancelLoad()
 			break wait
 		}
 	}
@@ -318,7 +362,8 @@ wait:
 
 type loadResult struct {
 	model   interface{ Close() error }
-	batcher *batching.Batcher // nil for streaming models
+	batcher *batching.Batcher // nil for streaming models and LLMs
+	llm     *llm.Engine       // set for LLMs only
 	serving server.Model
 	err     error
 }

@@ -1,0 +1,403 @@
+package llm
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/modelserver/modelserver/engine"
+	"github.com/modelserver/modelserver/internal/onnxgen"
+	"github.com/modelserver/modelserver/internal/testort"
+	"github.com/modelserver/modelserver/llm/chattemplate"
+)
+
+// tinyModel writes the tiny random Phi-3 once per test binary and returns
+// its directory, after initialising ONNX Runtime (or skipping).
+var tinyModel = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "llm-phi3-tiny-")
+	if err != nil {
+		return "", err
+	}
+	tempDirs = append(tempDirs, dir)
+	return dir, onnxgen.WritePhi3Dir(dir, onnxgen.Phi3Tiny())
+})
+
+// tempDirs are removed by TestMain.
+var tempDirs []string
+
+func tinyModelDir(tb testing.TB) string {
+	tb.Helper()
+	if err := engine.InitONNXRuntime(testort.Library(tb)); err != nil {
+		testort.Unusable(tb, err)
+	}
+	dir, err := tinyModel()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return dir
+}
+
+func openTiny(t *testing.T, opts Options) *Engine {
+	t.Helper()
+	dir := tinyModelDir(t)
+	if opts.MaxContext == 0 {
+		opts.MaxContext = 256
+	}
+	opts.ONNX.IntraOpThreads = 1
+	opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	e, err := Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := e.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return e
+}
+
+func newTinyDecoder(t *testing.T, slots, maxLen, maxPrefill int) *onnxDecoder {
+	t.Helper()
+	dir := tinyModelDir(t)
+	cfg, err := readGenAIConfig(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec, err := newONNXDecoder(dir, cfg, decoderOptions{slots: slots, maxLen: maxLen, maxPrefill: maxPrefill, onnx: engine.ONNXOptions{IntraOpThreads: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dec.close() })
+	return dec
+}
+
+func maxAbsDiff(a, b []float32) float64 {
+	var d float64
+	for i := range a {
+		d = max(d, math.Abs(float64(a[i]-b[i])))
+	}
+	return d
+}
+
+// TestIncrementalEqualsRecompute checks that the logits after each token of
+// cached decoding (a chunked prefill, then single-token steps, in a batch of
+// rows of other lengths) equal a full recompute of the same prefix.
+func TestIncrementalEqualsRecompute(t *testing.T) {
+	const vocab = 32064
+	tokens := make([]int32, 40)
+	for i := range tokens {
+		tokens[i] = int32(100 + i*37%5000)
+	}
+	dec := newTinyDecoder(t, 3, 64, 64)
+	full := newTinyDecoder(t, 1, 64, 64)
+	// Slot 1 and 2 hold other sequences, so the rows are ragged.
+	others := [][]int32{{5, 6, 7}, {9, 10, 11, 12, 13, 14, 15, 16, 17}}
+	for i, o := range others {
+		if _, err := dec.prefill(i+1, o, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Slot 0: prefill 10 tokens in chunks of 4, 4 and 2.
+	var incremental []float32
+	for start := 0; start < 10; start += 4 {
+		end := min(start+4, 10)
+		logits, err := dec.prefill(0, tokens[start:end], start)
+		if err != nil {
+			t.Fatal(err)
+		}
+		incremental = slices.Clone(logits)
+	}
+	lens := []int32{10, int32(len(others[0])), int32(len(others[1]))}
+	for n := 10; ; n++ {
+		want, err := full.prefill(0, tokens[:n], 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := maxAbsDiff(incremental, want); d > 1e-4 {
+			t.Fatalf("after %d tokens: cached logits differ from a full recompute by %g", n, d)
+		}
+		if n == len(tokens) {
+			break
+		}
+		logits, err := dec.decode([]int32{tokens[n], 20, 21}, lens)
+		if err != nil {
+			t.Fatal(err)
+		}
+		incremental = slices.Clone(logits[:vocab])
+		for i := range lens {
+			lens[i]++
+		}
+	}
+}
+
+// TestMoveKeepsCache moves a sequence's cache to another slot and checks
+// its next logits are unchanged.
+func TestMoveKeepsCache(t *testing.T) {
+	dec := newTinyDecoder(t, 3, 32, 32)
+	prompt := []int32{1, 450, 4996, 17354, 1701}
+	if _, err := dec.prefill(2, prompt, 0); err != nil {
+		t.Fatal(err)
+	}
+	dec.move(2, 0, len(prompt))
+	got, err := dec.decode([]int32{29889}, []int32{int32(len(prompt))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got = slices.Clone(got)
+	want, err := dec.prefill(1, append(slices.Clone(prompt), 29889), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := maxAbsDiff(got, want); d > 1e-4 {
+		t.Errorf("logits after a move differ by %g", d)
+	}
+}
+
+// TestEngineBatchedEqualsAlone decodes greedy sequences that join and leave
+// a continuous batch and checks each equals the sequence decoded alone.
+func TestEngineBatchedEqualsAlone(t *testing.T) {
+	e := openTiny(t, Options{MaxSequences: 4, PrefillChunk: 16})
+	tok := e.Tokenizer()
+	texts := []string{
+		"Hello", "The quick brown fox jumps over the lazy dog", "1 2 3",
+		"Once upon a time, in a land far away, there lived a king who had three daughters.",
+		"What is the capital of France?", "a", "Go is a programming language", "ONNX Runtime",
+	}
+	reqs := make([]Request, len(texts))
+	for i, text := range texts {
+		reqs[i] = Request{Prompt: tok.Encode(text, true), Params: SamplingParams{MaxTokens: 6 + 5*(i%3), IgnoreEOS: true}}
+	}
+	alone := make([]outcome, len(reqs))
+	for i, req := range reqs {
+		alone[i] = generate(t, e, context.Background(), req)
+		if alone[i].finish != FinishLength || len(alone[i].tokens) != req.Params.MaxTokens {
+			t.Fatalf("alone %d: %+v", i, alone[i])
+		}
+	}
+	batched := make([]outcome, len(reqs))
+	var wg sync.WaitGroup
+	for i, req := range reqs {
+		s, err := e.Generate(context.Background(), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Go(func() { batched[i] = summarise(t, collect(t, s)) })
+	}
+	wg.Wait()
+	for i := range reqs {
+		if !slices.Equal(batched[i].tokens, alone[i].tokens) || batched[i].text != alone[i].text {
+			t.Errorf("request %d: batched %v %q, alone %v %q", i, batched[i].tokens, batched[i].text, alone[i].tokens, alone[i].text)
+		}
+		if want := tok.Decode(alone[i].tokens, true); alone[i].text != want {
+			t.Errorf("request %d: streamed text %q, Decode gives %q", i, alone[i].text, want)
+		}
+	}
+	waitFor(t, "idle", func() bool { st := e.Stats(); return st.Running == 0 && st.Waiting == 0 })
+	if st := e.Stats(); st.DecodeSteps == 0 || st.DecodeTokens < st.DecodeSteps || st.RunTime <= 0 || st.RunTime > st.StepTime {
+		t.Errorf("stats after the run: %+v", st)
+	}
+}
+
+// TestEngineSeed samples with a seed alone and inside a batch.
+func TestEngineSeed(t *testing.T) {
+	e := openTiny(t, Options{MaxSequences: 4})
+	seed := uint64(7)
+	req := Request{Prompt: e.Tokenizer().Encode("Tell me a story", true),
+		Params: SamplingParams{Temperature: 0.9, TopP: 0.9, TopK: 50, Seed: &seed, MaxTokens: 12, IgnoreEOS: true}}
+	alone := generate(t, e, context.Background(), req)
+	again := generate(t, e, context.Background(), req)
+	if !slices.Equal(alone.tokens, again.tokens) {
+		t.Fatalf("same seed, different tokens: %v and %v", alone.tokens, again.tokens)
+	}
+	var wg sync.WaitGroup
+	results := make([]outcome, 3)
+	for i := range results {
+		r := req
+		if i > 0 {
+			r = Request{Prompt: e.Tokenizer().Encode(strings.Repeat("noise ", 3*i), true), Params: SamplingParams{Temperature: 1, MaxTokens: 5 * i, IgnoreEOS: true}}
+		}
+		s, err := e.Generate(context.Background(), r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Go(func() { results[i] = summarise(t, collect(t, s)) })
+	}
+	wg.Wait()
+	if !slices.Equal(results[0].tokens, alone.tokens) {
+		t.Errorf("seeded tokens in a batch %v, alone %v", results[0].tokens, alone.tokens)
+	}
+}
+
+// TestEngineChat renders a chat prompt with the model's template and runs
+// it to a stop, checking the accounting of the final event.
+func TestEngineChat(t *testing.T) {
+	e := openTiny(t, Options{MaxSequences: 2})
+	if e.ModelName() == "" || e.ContextLength() != 256 {
+		t.Errorf("model %q context %d", e.ModelName(), e.ContextLength())
+	}
+	text, err := e.ChatTemplate().Render(chattemplate.Input{
+		Messages:            []chattemplate.Message{{Role: "user", Content: "Hi there"}},
+		AddGenerationPrompt: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(text, "<|user|>\nHi there<|end|>\n<|assistant|>") {
+		t.Fatalf("rendered %q", text)
+	}
+	prompt := e.Tokenizer().Encode(text, true)
+	s, err := e.Generate(context.Background(), Request{Prompt: prompt, Params: SamplingParams{MaxTokens: 5}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := collect(t, s)
+	last := events[len(events)-1]
+	if last.Usage.PromptTokens != len(prompt) || last.Usage.CompletionTokens == 0 || last.Usage.CompletionTokens > 5 {
+		t.Errorf("usage %+v", last.Usage)
+	}
+	if last.Timing.FirstToken <= 0 || last.Timing.Total < last.Timing.FirstToken || last.Timing.Queued > last.Timing.FirstToken {
+		t.Errorf("timing %+v", last.Timing)
+	}
+}
+
+func TestOpenErrors(t *testing.T) {
+	good := tinyModelDir(t)
+	tests := []struct {
+		name  string
+		edit  func(dir string) error
+		opts  Options
+		want  error
+		match string
+	}{
+		{"no genai config", func(dir string) error { return os.Remove(filepath.Join(dir, genaiConfigFile)) }, Options{}, ErrModelLayout, "genai_config.json"},
+		{"wrong kv heads", func(dir string) error {
+			return rewrite(filepath.Join(dir, genaiConfigFile), `"num_key_value_heads": 2`, `"num_key_value_heads": 4`)
+		}, Options{}, ErrModelLayout, "kv heads"},
+		{"more layers than the graph", func(dir string) error {
+			return rewrite(filepath.Join(dir, genaiConfigFile), `"num_hidden_layers": 2`, `"num_hidden_layers": 3`)
+		}, Options{}, ErrModelLayout, "past_key_values.2.key"},
+		{"renamed input", func(dir string) error {
+			return rewrite(filepath.Join(dir, genaiConfigFile), `"input_ids": "input_ids"`, `"input_ids": "tokens"`)
+		}, Options{}, ErrModelLayout, `"tokens"`},
+		{"KV cache too large", func(string) error { return nil }, Options{MaxSequences: 1000, MaxKVCacheBytes: 1 << 20}, nil, "lower max_sequences"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			for _, name := range []string{"model.onnx", "model.onnx.data", genaiConfigFile, "tokenizer.json", "tokenizer_config.json"} {
+				if err := os.Symlink(filepath.Join(good, name), filepath.Join(dir, name)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := tt.edit(dir); err != nil {
+				t.Fatal(err)
+			}
+			e, err := Open(dir, tt.opts)
+			if err == nil {
+				e.Close()
+				t.Fatal("Open succeeded")
+			}
+			if (tt.want != nil && !errors.Is(err, tt.want)) || !strings.Contains(err.Error(), tt.match) {
+				t.Errorf("Open = %v, want %v containing %q", err, tt.want, tt.match)
+			}
+		})
+	}
+}
+
+// rewrite replaces old by new in the file at path, which may be a link.
+func rewrite(path, old, new string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if !strings.Contains(string(data), old) {
+		return errors.New("rewrite: " + old + " not found")
+	}
+	os.Remove(path)
+	return os.WriteFile(path, []byte(strings.Replace(string(data), old, new, 1)), 0o644)
+}
+
+// TestEngineCancel cancels running and queued sequences on the real model
+// and checks every stream ends cancelled and the slots are freed.
+func TestEngineCancel(t *testing.T) {
+	e := openTiny(t, Options{MaxSequences: 2})
+	ctx, cancel := context.WithCancel(context.Background())
+	var streams []*Stream
+	for i := range 4 {
+		s, err := e.Generate(ctx, Request{Prompt: prompt(8, int32(i)), Params: SamplingParams{IgnoreEOS: true}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		streams = append(streams, s)
+	}
+	<-streams[0].Events() // the first sequence is running
+	cancel()
+	for i, s := range streams {
+		events := collect(t, s)
+		if last := events[len(events)-1]; last.Finish != FinishCancelled || !errors.Is(last.Err, context.Canceled) {
+			t.Errorf("stream %d: last event %+v", i, last)
+		}
+	}
+	waitFor(t, "idle", func() bool { st := e.Stats(); return st.Running == 0 && st.Waiting == 0 && st.SlotsUsed == 0 })
+	got := generate(t, e, context.Background(), Request{Prompt: prompt(4, 1), Params: SamplingParams{MaxTokens: 3}})
+	if len(got.tokens) == 0 || got.err != nil {
+		t.Errorf("after cancelling: %+v", got)
+	}
+}
+
+// TestEngineCloseWhileRunning closes the engine under load.
+func TestEngineCloseWhileRunning(t *testing.T) {
+	dir := tinyModelDir(t)
+	e, err := Open(dir, Options{MaxSequences: 2, MaxContext: 256, ONNX: engine.ONNXOptions{IntraOpThreads: 1}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var streams []*Stream
+	for i := range 4 {
+		s, err := e.Generate(context.Background(), Request{Prompt: prompt(8, int32(i)), Params: SamplingParams{IgnoreEOS: true}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		streams = append(streams, s)
+	}
+	<-streams[0].Events()
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range streams {
+		events := collect(t, s)
+		if last := events[len(events)-1]; last.Finish != FinishCancelled || !errors.Is(last.Err, ErrClosed) {
+			t.Errorf("stream %d: last event %+v", i, last)
+		}
+	}
+	if err := e.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+}
+
+func TestFloat16ToFloat32(t *testing.T) {
+	tests := []struct {
+		h    uint16
+		want float32
+	}{
+		{0x0000, 0}, {0x3c00, 1}, {0xc000, -2}, {0x3555, 0.333251953125}, {0x7bff, 65504},
+		{0x0001, 5.960464477539063e-08}, {0x03ff, 6.097555160522461e-05}, {0x7c00, float32(math.Inf(1))},
+	}
+	for _, tt := range tests {
+		if got := float16ToFloat32(tt.h); got != tt.want {
+			t.Errorf("float16ToFloat32(%#04x) = %g, want %g", tt.h, got, tt.want)
+		}
+	}
+	if got := float16ToFloat32(0x7e00); got == got {
+		t.Errorf("float16ToFloat32(NaN) = %g", got)
+	}
+}

@@ -1,0 +1,94 @@
+package llm
+
+import (
+	"fmt"
+	"path/filepath"
+
+	"github.com/modelserver/modelserver/llm/chattemplate"
+	"github.com/modelserver/modelserver/llm/tokenizer"
+)
+
+// modelFiles holds what Open reads besides the graph.
+type modelFiles struct {
+	tok      *tokenizer.Tokenizer
+	template *chattemplate.Template
+}
+
+// Open loads the onnxruntime-genai export in dir (genai_config.json, the
+// decoder .onnx with its external data, tokenizer.json and
+// tokenizer_config.json), allocates the KV cache and starts the scheduler.
+// ONNX Runtime must be initialised (engine.InitONNXRuntime). Errors about the
+// directory's content wrap ErrModelLayout.
+func Open(dir string, opts Options) (*Engine, error) {
+	cfg, err := readGenAIConfig(dir)
+	if err != nil {
+		return nil, err
+	}
+	opts = opts.withDefaults(cfg.Model.ContextLength)
+	d := cfg.Model.Decoder
+	// The bound assumes float32; a float16 cache takes half.
+	if size := kvBytes(d.NumHiddenLayers, opts.MaxSequences, d.NumKeyValueHeads, opts.MaxContext, d.HeadSize, 4); size > opts.MaxKVCacheBytes {
+		return nil, fmt.Errorf("llm: a KV cache of %d sequences × %d tokens takes %d MiB, above the %d MiB limit; lower max_sequences or max_context",
+			opts.MaxSequences, opts.MaxContext, size>>20, opts.MaxKVCacheBytes>>20)
+	}
+	tok, err := tokenizer.LoadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrModelLayout, err)
+	}
+	source := tok.Config().ChatTemplate
+	if source == "" {
+		source = chattemplate.Phi3Mini
+	}
+	template, err := chattemplate.Compile(source)
+	if err != nil {
+		return nil, fmt.Errorf("%w: chat template: %v", ErrModelLayout, err)
+	}
+	dec, err := newONNXDecoder(dir, cfg, decoderOptions{
+		slots: opts.MaxSequences, maxLen: opts.MaxContext, maxPrefill: opts.PrefillChunk, onnx: opts.ONNX,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if tok.VocabSize() > dec.vocabSize() {
+		dec.close()
+		return nil, fmt.Errorf("%w: the tokenizer knows %d ids, the model has %d logits", ErrModelLayout, tok.VocabSize(), dec.vocabSize())
+	}
+	eos := cfg.eos
+	if len(eos) == 0 {
+		if id, ok := tok.EOS(); ok {
+			eos = []int32{id}
+		}
+	}
+	name := filepath.Base(filepath.Clean(dir))
+	opts.Logger.Info("llm engine ready", "model", name, "layers", d.NumHiddenLayers, "kv_heads", d.NumKeyValueHeads,
+		"head_size", d.HeadSize, "vocab", dec.vocabSize(), "fp16", dec.fp16, "max_sequences", opts.MaxSequences,
+		"max_context", opts.MaxContext, "prefill_chunk", opts.PrefillChunk, "queue_size", opts.QueueSize,
+		"kv_cache_mib", kvBytes(d.NumHiddenLayers, opts.MaxSequences, d.NumKeyValueHeads, opts.MaxContext, d.HeadSize, dec.elemSize)>>20)
+	sched := newScheduler(dec, tokenText{tok}, schedulerConfig{
+		contextLength: opts.MaxContext,
+		queueSize:     opts.QueueSize,
+		prefillChunk:  opts.PrefillChunk,
+		eos:           eos,
+	})
+	return &Engine{
+		sched:  sched,
+		dec:    dec,
+		model:  modelFiles{tok: tok, template: template},
+		name:   name,
+		ctxLen: opts.MaxContext,
+	}, nil
+}
+
+// Tokenizer returns the model's tokenizer.
+func (e *Engine) Tokenizer() *tokenizer.Tokenizer { return e.model.tok }
+
+// ChatTemplate returns the model's compiled chat template: the one in
+// tokenizer_config.json, else Phi-3-mini's.
+func (e *Engine) ChatTemplate() *chattemplate.Template { return e.model.template }
+
+// tokenText adapts the tokenizer to the scheduler: output text skips
+// special tokens.
+type tokenText struct{ tok *tokenizer.Tokenizer }
+
+func (t tokenText) newStream() tokenStream    { return t.tok.NewStreamDecoder(true) }
+func (t tokenText) tokenText(id int32) string { return t.tok.TokenText(id) }
