@@ -80,7 +80,9 @@ type Batching struct {
 // LLM configures continuous batching of a generative language model.
 type LLM struct {
 	// MaxSequences is the number of sequences decoded together, each
-	// holding a KV cache slot of max_context tokens. Default 16.
+	// holding a KV cache slot of max_context tokens. Default 0: 16, or
+	// fewer when their KV cache would pass 8 GiB (Phi-3 mini at 4k tokens
+	// on the CPU: 2).
 	MaxSequences int `yaml:"max_sequences"`
 	// MaxContext is the most tokens (prompt and output) one sequence may
 	// hold; 0 means the model's context length, which also caps it.
@@ -110,7 +112,7 @@ func Defaults() Config {
 				MaxQueueSize:    1024,
 			},
 		},
-		LLM: LLM{MaxSequences: 16, QueueSize: 256, PrefillChunk: 512},
+		LLM: LLM{QueueSize: 256, PrefillChunk: 512},
 	}
 }
 
@@ -167,8 +169,8 @@ func (c *Config) validate() error {
 
 func (l LLM) validate() error {
 	switch {
-	case l.MaxSequences < 1:
-		return fmt.Errorf("llm.max_sequences must be at least 1, got %d", l.MaxSequences)
+	case l.MaxSequences < 0:
+		return fmt.Errorf("llm.max_sequences must not be negative, got %d", l.MaxSequences)
 	case l.MaxContext < 0:
 		return fmt.Errorf("llm.max_context must not be negative, got %d", l.MaxContext)
 	case l.QueueSize < 1:

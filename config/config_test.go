@@ -60,7 +60,7 @@ func TestParseErrors(t *testing.T) {
 		"runtime:\n  predict_timeout_s: -1\n":      "predict_timeout_s must not be negative",
 		"runtime:\n  max_request_bytes: 0\n":       "max_request_bytes must be positive",
 		"runtime:\n  streaming_read_timeout: -5\n": "streaming_read_timeout must not be negative",
-		"llm:\n  max_sequences: 0\n":               "llm.max_sequences must be at least 1",
+		"llm:\n  max_sequences: -1\n":              "llm.max_sequences must not be negative",
 		"llm:\n  max_context: -1\n":                "llm.max_context must not be negative",
 		"llm:\n  queue_size: 0\n":                  "llm.queue_size must be at least 1",
 		"llm:\n  prefill_chunk: 0\n":               "llm.prefill_chunk must be at least 1",

@@ -11,7 +11,8 @@ import (
 // Options configure Open. The zero value takes every default.
 type Options struct {
 	// MaxSequences is the number of sequences decoded together, each with
-	// its own KV cache slot. Default 16.
+	// its own KV cache slot. Default: 16, or as many as MaxKVCacheBytes
+	// holds when that is fewer (a big model's full-length slots).
 	MaxSequences int
 	// MaxContext is the most tokens (prompt and output) one sequence may
 	// hold, the length of each KV slot. Default and upper bound: the
@@ -43,9 +44,6 @@ const (
 )
 
 func (o Options) withDefaults(contextLength int) Options {
-	if o.MaxSequences <= 0 {
-		o.MaxSequences = DefaultMaxSequences
-	}
 	if o.MaxContext <= 0 || o.MaxContext > contextLength {
 		o.MaxContext = contextLength
 	}

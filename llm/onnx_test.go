@@ -401,3 +401,44 @@ func TestFloat16ToFloat32(t *testing.T) {
 		t.Errorf("float16ToFloat32(NaN) = %g", got)
 	}
 }
+
+func TestOpenSizesSlotsToTheKVBudget(t *testing.T) {
+	// Tiny model: 2 layers, 2 KV heads of 16, 256 tokens of float32.
+	slot := kvBytes(2, 1, 2, 256, 16, 4)
+	tests := []struct {
+		name      string
+		opts      Options
+		wantSlots int
+		wantErr   string
+	}{
+		{"default fits", Options{}, DefaultMaxSequences, ""},
+		{"budget for three", Options{MaxKVCacheBytes: 3*slot + slot/2}, 3, ""},
+		{"explicit within budget", Options{MaxSequences: 2, MaxKVCacheBytes: 3 * slot}, 2, ""},
+		{"explicit over budget", Options{MaxSequences: 4, MaxKVCacheBytes: 3 * slot}, 0, "lower max_sequences or max_context"},
+		{"not even one", Options{MaxKVCacheBytes: slot - 1}, 0, "lower max_context"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.opts.MaxContext = 256
+			tt.opts.ONNX.IntraOpThreads = 1
+			tt.opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+			e, err := Open(tinyModelDir(t), tt.opts)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					if e != nil {
+						e.Close()
+					}
+					t.Fatalf("Open: err %v, want one containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer e.Close()
+			if got := e.Stats().Slots; got != tt.wantSlots {
+				t.Errorf("slots %d, want %d", got, tt.wantSlots)
+			}
+		})
+	}
+}

@@ -27,7 +27,15 @@ func Open(dir string, opts Options) (*Engine, error) {
 	opts = opts.withDefaults(cfg.Model.ContextLength)
 	d := cfg.Model.Decoder
 	// The bound assumes float32; a float16 cache takes half.
-	if size := kvBytes(d.NumHiddenLayers, opts.MaxSequences, d.NumKeyValueHeads, opts.MaxContext, d.HeadSize, 4); size > opts.MaxKVCacheBytes {
+	slotBytes := kvBytes(d.NumHiddenLayers, 1, d.NumKeyValueHeads, opts.MaxContext, d.HeadSize, 4)
+	if opts.MaxSequences <= 0 {
+		opts.MaxSequences = int(min(DefaultMaxSequences, opts.MaxKVCacheBytes/max(slotBytes, 1)))
+		if opts.MaxSequences < 1 {
+			return nil, fmt.Errorf("llm: one sequence of %d tokens needs a %d MiB KV cache, above the %d MiB limit; lower max_context",
+				opts.MaxContext, slotBytes>>20, opts.MaxKVCacheBytes>>20)
+		}
+	}
+	if size := slotBytes * int64(opts.MaxSequences); size > opts.MaxKVCacheBytes {
 		return nil, fmt.Errorf("llm: a KV cache of %d sequences × %d tokens takes %d MiB, above the %d MiB limit; lower max_sequences or max_context",
 			opts.MaxSequences, opts.MaxContext, size>>20, opts.MaxKVCacheBytes>>20)
 	}
