@@ -210,10 +210,7 @@ func TestRemoteAgainstModelserverTinyPhi3(t *testing.T) {
 	})
 	url := fmt.Sprintf("http://127.0.0.1:%d%s", port, chains.PredictPath)
 	if out, ok := waitReady(t, url, exited); !ok {
-		if os.Getenv("CHAINS_REQUIRE_LLM") == "1" {
-			t.Fatalf("modelserver did not serve the tiny Phi-3 directory:\n%s", out)
-		}
-		t.Skipf("modelserver cannot serve an LLM directory yet (set CHAINS_REQUIRE_LLM=1 to fail): %s", firstLine(out))
+		t.Fatalf("modelserver did not serve the tiny Phi-3 directory:\n%s", out)
 	}
 	poem := servePoem(t, url)
 	got, err := poem.RunRemote(testContext(t), PoemInput{Words: seedWords})
@@ -249,7 +246,3 @@ func waitReady(t *testing.T, url string, exited chan string) (string, bool) {
 	return "", false
 }
 
-func firstLine(s string) string {
-	line, _, _ := strings.Cut(strings.TrimSpace(s), "\n")
-	return line
-}
