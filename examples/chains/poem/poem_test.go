@@ -245,4 +245,3 @@ func waitReady(t *testing.T, url string, exited chan string) (string, bool) {
 	t.Fatal("modelserver never became ready")
 	return "", false
 }
-
