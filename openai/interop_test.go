@@ -19,16 +19,16 @@ import (
 )
 
 // requireInterop skips when a reference client is missing, unless
-// MODELSERVER_INTEROP=1 (CI), where a missing client fails the test.
+// MODELSERVER_REQUIRE_INTEROP=1 (CI), where a missing client fails the test.
 func requireInterop(t *testing.T, what string, ok bool) {
 	t.Helper()
 	if ok {
 		return
 	}
-	if os.Getenv("MODELSERVER_INTEROP") == "1" {
-		t.Fatalf("%s is missing and MODELSERVER_INTEROP=1", what)
+	if os.Getenv("MODELSERVER_REQUIRE_INTEROP") == "1" {
+		t.Fatalf("%s is missing and MODELSERVER_REQUIRE_INTEROP=1", what)
 	}
-	t.Skipf("%s is missing; set MODELSERVER_INTEROP=1 to require it", what)
+	t.Skipf("%s is missing; set MODELSERVER_REQUIRE_INTEROP=1 to require it", what)
 }
 
 // interopServer serves m with the OpenAI routes and /metrics.

@@ -15,7 +15,7 @@ import (
 // The interop tests render every golden case and every feature case with
 // reference implementations and require the same bytes, or an error on both
 // sides with the same raise_exception message. They skip when the reference
-// is not installed, unless MODELSERVER_INTEROP=1.
+// is not installed, unless MODELSERVER_REQUIRE_INTEROP=1.
 
 // TestInteropHuggingFaceJinja compares with @huggingface/jinja, the Jinja
 // of transformers.js (testdata/node, installed with npm ci).
@@ -46,7 +46,7 @@ func TestInteropPythonJinja(t *testing.T) {
 
 func skipOrFail(t *testing.T, what string, err error) {
 	t.Helper()
-	if os.Getenv("MODELSERVER_INTEROP") == "1" {
+	if os.Getenv("MODELSERVER_REQUIRE_INTEROP") == "1" {
 		t.Fatalf("interop required but %s is unavailable: %v", what, err)
 	}
 	t.Skipf("%s unavailable: %v", what, err)

@@ -17,7 +17,7 @@ import (
 
 // nodeReference runs testdata/node/reference.mjs (the @huggingface/tokenizers
 // package) over texts. It skips when node or the package is missing, unless
-// MODELSERVER_REQUIRE_INTEROP=1 (or MODELSERVER_INTEROP=1) makes that a
+// MODELSERVER_REQUIRE_INTEROP=1 makes that a
 // failure.
 func nodeReference(t *testing.T, tokenizerJSON, configJSON []byte, texts []string) []referenceResult {
 	t.Helper()
@@ -29,7 +29,7 @@ func nodeReference(t *testing.T, tokenizerJSON, configJSON []byte, texts []strin
 		missing = "@huggingface/tokenizers is not installed (npm ci --prefix llm/tokenizer/testdata/node)"
 	}
 	if missing != "" {
-		if os.Getenv("MODELSERVER_REQUIRE_INTEROP") == "1" || os.Getenv("MODELSERVER_INTEROP") == "1" {
+		if os.Getenv("MODELSERVER_REQUIRE_INTEROP") == "1" {
 			t.Fatal(missing)
 		}
 		t.Skip(missing + "; set MODELSERVER_REQUIRE_INTEROP=1 to make this a failure")
