@@ -16,6 +16,8 @@ import (
 
 	"github.com/modelserver/modelserver/engine"
 	"github.com/modelserver/modelserver/llm"
+	"github.com/modelserver/modelserver/openai"
+	"github.com/modelserver/modelserver/server"
 )
 
 // benchLLMFlags configure `modelserver bench-llm`.
@@ -27,6 +29,7 @@ type benchLLMFlags struct {
 	promptTokens int
 	threads      int
 	repeat       int
+	api          bool
 }
 
 // runBenchLLM measures the generation engine (continuous batching) at
@@ -44,6 +47,7 @@ func runBenchLLM(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&f.promptTokens, "prompt-tokens", 32, "prompt tokens per sequence")
 	fs.IntVar(&f.threads, "intra-op-threads", 0, "ONNX Runtime threads per operator (default: one per core)")
 	fs.IntVar(&f.repeat, "repeat", 3, "measurements per concurrency; the best is reported (machines shared with other work are noisy)")
+	fs.BoolVar(&f.api, "api", false, "also measure the OpenAI API path (SSE /v1/completions over loopback HTTP through the server's middleware) next to the engine driven directly")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -131,6 +135,37 @@ func runBenchLLM(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "best of --repeat runs. engine tok/s: generated tokens / wall time, prefill included; speed-up: over one sequence; step ms: mean decode step; "+
 		"engine overhead: share of decode step time outside ONNX Runtime; decode tok/s: tokens / decode step time; "+
 		"direct: the same batched decode runs without the scheduler (llm.DirectDecode).\n")
+	if f.api {
+		return benchAPI(stdout, e, f)
+	}
+	return nil
+}
+
+// benchAPI compares the OpenAI API path, through the same middleware as
+// serving, with the engine driven directly, alternating the two.
+func benchAPI(stdout io.Writer, e *llm.Engine, f benchLLMFlags) error {
+	discard := slog.New(slog.NewTextHandler(io.Discard, nil))
+	api := openai.New(openai.Options{Logger: discard})
+	model := openai.ModelFromEngine(e, "")
+	api.SetModel(model)
+	srv := server.New(server.Options{Logger: discard, Routes: api.Routes()})
+	srv.SetReady(server.Model{Handler: api.PredictHandler()})
+	results, err := openai.Bench(context.Background(), model, openai.BenchOptions{
+		Concurrency: f.concurrency, PromptTokens: f.promptTokens, MaxTokens: f.tokens, Rounds: f.repeat, Handler: srv.Handler(),
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout)
+	engineTPS := map[int]float64{}
+	for _, r := range results {
+		fmt.Fprintln(stdout, r.String())
+		if r.Path == "engine" {
+			engineTPS[r.Concurrency] = r.TokensPerSecond
+		} else if base := engineTPS[r.Concurrency]; base > 0 {
+			fmt.Fprintf(stdout, "api/engine c=%d: %.2f\n", r.Concurrency, r.TokensPerSecond/base)
+		}
+	}
 	return nil
 }
 

@@ -32,7 +32,7 @@ func TestBenchLLM(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
-	args := []string{"--model", dir, "--onnxruntime-lib", lib, "--concurrency", "1,3", "--tokens", "4", "--prompt-tokens", "5", "--repeat", "1", "--intra-op-threads", "1"}
+	args := []string{"--model", dir, "--onnxruntime-lib", lib, "--concurrency", "1,3", "--tokens", "4", "--prompt-tokens", "5", "--repeat", "1", "--intra-op-threads", "1", "--api"}
 	if err := runBenchLLM(args, &out, io.Discard); err != nil {
 		t.Fatal(err)
 	}
@@ -40,5 +40,10 @@ func TestBenchLLM(t *testing.T) {
 	if len(lines) < 3 || !strings.Contains(lines[0], "engine tok/s") ||
 		!strings.HasPrefix(strings.TrimSpace(lines[1]), "1 ") || !strings.HasPrefix(strings.TrimSpace(lines[2]), "3 ") {
 		t.Errorf("output:\n%s", out.String())
+	}
+	for _, want := range []string{"api/engine c=1: ", "api/engine c=3: "} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
 	}
 }
