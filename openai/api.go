@@ -131,6 +131,28 @@ func (a *API) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	return body, nil
 }
 
+// readRequest starts every OpenAI POST handler: the served model, then the
+// body under the size limit decoded as JSON into a new T. When it returns
+// false it has already answered with the error.
+func readRequest[T any](a *API, w http.ResponseWriter, r *http.Request) (*servedModel, *T, bool) {
+	m, err := a.readyModel()
+	if err != nil {
+		a.writeError(w, err)
+		return nil, nil, false
+	}
+	body, err := a.readBody(w, r)
+	if err != nil {
+		a.writeError(w, err)
+		return nil, nil, false
+	}
+	req := new(T)
+	if err := decodeJSON(body, req); err != nil {
+		a.writeError(w, err)
+		return nil, nil, false
+	}
+	return m, req, true
+}
+
 // writeError answers with OpenAI's error object.
 func (a *API) writeError(w http.ResponseWriter, err error) {
 	e := apiErrorFor(err)

@@ -10,22 +10,11 @@ import (
 
 func (a *API) handleCompletions(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	m, err := a.readyModel()
-	if err != nil {
-		a.writeError(w, err)
+	m, req, ok := readRequest[completionRequest](a, w, r)
+	if !ok {
 		return
 	}
-	body, err := a.readBody(w, r)
-	if err != nil {
-		a.writeError(w, err)
-		return
-	}
-	var req completionRequest
-	if err := decodeJSON(body, &req); err != nil {
-		a.writeError(w, err)
-		return
-	}
-	p, err := a.completionPlan(m, &req)
+	p, err := a.completionPlan(m, req)
 	if err != nil {
 		a.writeError(w, err)
 		return

@@ -32,22 +32,11 @@ type detokenizeResponse struct {
 }
 
 func (a *API) handleTokenize(w http.ResponseWriter, r *http.Request) {
-	m, err := a.readyModel()
-	if err != nil {
-		a.writeError(w, err)
+	m, req, ok := readRequest[tokenizeRequest](a, w, r)
+	if !ok {
 		return
 	}
-	body, err := a.readBody(w, r)
-	if err != nil {
-		a.writeError(w, err)
-		return
-	}
-	var req tokenizeRequest
-	if err := decodeJSON(body, &req); err != nil {
-		a.writeError(w, err)
-		return
-	}
-	ids, err := tokenize(m, &req)
+	ids, err := tokenize(m, req)
 	if err != nil {
 		a.writeError(w, err)
 		return
@@ -99,19 +88,8 @@ func optional(v *bool, def bool) bool {
 }
 
 func (a *API) handleDetokenize(w http.ResponseWriter, r *http.Request) {
-	m, err := a.readyModel()
-	if err != nil {
-		a.writeError(w, err)
-		return
-	}
-	body, err := a.readBody(w, r)
-	if err != nil {
-		a.writeError(w, err)
-		return
-	}
-	var req detokenizeRequest
-	if err := decodeJSON(body, &req); err != nil {
-		a.writeError(w, err)
+	m, req, ok := readRequest[detokenizeRequest](a, w, r)
+	if !ok {
 		return
 	}
 	if err := checkModelName(m, req.Model); err != nil {
