@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/modelserver/modelserver/internal/wskeepalive"
 )
 
 // WebSocket close codes the LLM WebSocket sends (RFC 6455 §7.4.1).
@@ -90,7 +92,7 @@ func (a *API) handleWebSocket(w http.ResponseWriter, r *http.Request) {
 	}()
 	go func() {
 		defer wg.Done()
-		a.pingWebSocket(ctx, conn)
+		wskeepalive.Run(ctx, conn, a.opts.WebSocketPingInterval)
 	}()
 
 	send := func(f wsFrame) error {
@@ -112,26 +114,6 @@ func (a *API) handleWebSocket(w http.ResponseWriter, r *http.Request) {
 				closeWebSocket(conn, closeNormal, "")
 			}
 			return
-		}
-	}
-}
-
-func (a *API) pingWebSocket(ctx context.Context, conn *websocket.Conn) {
-	interval := a.opts.WebSocketPingInterval
-	conn.SetReadDeadline(time.Now().Add(2 * interval))
-	conn.SetPongHandler(func(string) error {
-		return conn.SetReadDeadline(time.Now().Add(2 * interval))
-	})
-	ticker := time.NewTicker(interval)
-	defer ticker.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-ticker.C:
-			if err := conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(interval)); err != nil {
-				return
-			}
 		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/modelserver/modelserver/codec"
 	"github.com/modelserver/modelserver/internal/requestid"
+	"github.com/modelserver/modelserver/internal/wskeepalive"
 	"github.com/modelserver/modelserver/telemetry"
 	"github.com/modelserver/modelserver/tensor"
 )
@@ -124,7 +125,7 @@ func (s *Server) handleWebSocket(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}()
-	go s.pingWebSocket(ctx, conn)
+	go wskeepalive.Run(ctx, conn, s.opts.WebSocketPingInterval)
 
 	for {
 		var msg wsMessage
@@ -192,26 +193,6 @@ func (s *Server) answerWebSocket(ctx context.Context, conn *websocket.Conn, m *l
 		end = []byte{0x80} // an empty msgpack map
 	}
 	return conn.WriteMessage(msg.frameType, end)
-}
-
-func (s *Server) pingWebSocket(ctx context.Context, conn *websocket.Conn) {
-	interval := s.opts.WebSocketPingInterval
-	conn.SetReadDeadline(time.Now().Add(2 * interval))
-	conn.SetPongHandler(func(string) error {
-		return conn.SetReadDeadline(time.Now().Add(2 * interval))
-	})
-	ticker := time.NewTicker(interval)
-	defer ticker.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-ticker.C:
-			if err := conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(interval)); err != nil {
-				return
-			}
-		}
-	}
 }
 
 func (s *Server) closeWebSocket(conn *websocket.Conn, code int, reason string) {
