@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/modelserver/modelserver/internal/shutdown"
 	"github.com/modelserver/modelserver/llm"
 )
 
@@ -204,11 +205,13 @@ func (a *API) streamSSE(w http.ResponseWriter, ctx context.Context, m Model, p *
 	offsets := make([]int, p.sequences())
 	for !run.done() {
 		e, err := run.next(ctx)
-		if err != nil {
-			return
+		if err == nil {
+			err = sequenceError(ctx, e.ev)
 		}
-		if err := sequenceError(ctx, e.ev); err != nil {
-			if ctx.Err() != nil {
+		if err != nil {
+			// A client that left gets nothing; a shutdown that cut the
+			// stream short is an error the client must see.
+			if ctx.Err() != nil && !shutdown.Cancelled(ctx) {
 				return
 			}
 			ae := apiErrorFor(err)

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -50,6 +51,14 @@ type API struct {
 	log     *slog.Logger
 	metrics *metrics
 	model   atomic.Pointer[servedModel]
+
+	// WebSocket connections are hijacked, so http.Server.Shutdown does not
+	// wait for them; Shutdown does.
+	draining  chan struct{} // closed by Drain
+	drainOnce sync.Once
+	socketsMu sync.Mutex    // guards the following
+	sockets   int           // WebSocket connections being served
+	socketEnd chan struct{} // closed and replaced whenever one ends
 }
 
 type servedModel struct {
@@ -77,7 +86,7 @@ func New(opts Options) *API {
 	if opts.WebSocketPingInterval <= 0 {
 		opts.WebSocketPingInterval = DefaultWebSocketPingInterval
 	}
-	a := &API{opts: opts, log: opts.Logger}
+	a := &API{opts: opts, log: opts.Logger, draining: make(chan struct{}), socketEnd: make(chan struct{})}
 	a.metrics = newMetrics(opts.Registerer, a.stats)
 	return a
 }
@@ -85,6 +94,60 @@ func New(opts Options) *API {
 // SetModel publishes the loaded model; from now on every route serves it.
 func (a *API) SetModel(m Model) {
 	a.model.Store(&servedModel{Model: m, created: time.Now().Unix()})
+}
+
+// Drain asks every WebSocket connection to close with 1001 (going away)
+// once its current answer is sent, and refuses new ones with 503. It is
+// idempotent.
+func (a *API) Drain() {
+	a.drainOnce.Do(func() {
+		a.socketsMu.Lock()
+		close(a.draining)
+		a.socketsMu.Unlock()
+	})
+}
+
+// Shutdown calls Drain and waits for the WebSocket connections to close.
+// When ctx ends first it returns ctx's error; the connections left end
+// when their requests' contexts do (server.Server.Cancel), an answer in
+// flight with an error frame and the connection with 1001.
+func (a *API) Shutdown(ctx context.Context) error {
+	a.Drain()
+	for {
+		a.socketsMu.Lock()
+		n, ended := a.sockets, a.socketEnd
+		a.socketsMu.Unlock()
+		if n == 0 {
+			return nil
+		}
+		select {
+		case <-ended:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// trackSocket counts a WebSocket connection for Shutdown; it returns false
+// once the API drains. A true return must be paired with untrackSocket.
+func (a *API) trackSocket() bool {
+	a.socketsMu.Lock()
+	defer a.socketsMu.Unlock()
+	select {
+	case <-a.draining:
+		return false
+	default:
+		a.sockets++
+		return true
+	}
+}
+
+func (a *API) untrackSocket() {
+	a.socketsMu.Lock()
+	defer a.socketsMu.Unlock()
+	a.sockets--
+	close(a.socketEnd)
+	a.socketEnd = make(chan struct{})
 }
 
 // Routes are the OpenAI, vLLM and health routes as ServeMux patterns, for

@@ -24,11 +24,17 @@
 //   - Streaming follows OpenAI: per choice a first delta with the role
 //     (chat), one chunk per text delta, a chunk with finish_reason, then
 //     the usage chunk (choices: []) when stream_options.include_usage is
-//     set, then data: [DONE]. An error once the stream started is an event
+//     set, then data: [DONE]. An error once the stream started, a server
+//     shutdown that cuts the stream short included, is an event
 //     {"error":{...}} followed by data: [DONE].
 //   - Choice j of a request with a seed samples with seed+j, so n > 1 gives
 //     different, reproducible choices. Usage counts each prompt once and
 //     sums the completions.
+//   - Shutdown: a request context cancelled with shutdown.ErrShuttingDown
+//     is the server's, not the client's, doing and is answered (503, an
+//     error event or frame). WebSocket connections are hijacked, so
+//     http.Server.Shutdown does not wait for them: API.Drain and
+//     API.Shutdown do, letting each finish its current answer.
 //   - Times in metrics are seconds; token counts are the tokenizer's.
 //   - All methods are safe for concurrent use.
 package openai

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/modelserver/modelserver/internal/shutdown"
 	"github.com/modelserver/modelserver/llm"
 )
 
@@ -95,6 +96,8 @@ func apiErrorFor(err error) apiError {
 		return apiError{http.StatusServiceUnavailable, typeServer, codeUnavailable, "", "The model is loading, retry later."}
 	case errors.Is(err, llm.ErrClosed):
 		return apiError{http.StatusServiceUnavailable, typeServer, codeUnavailable, "", "The model is shutting down."}
+	case errors.Is(err, shutdown.ErrShuttingDown):
+		return apiError{http.StatusServiceUnavailable, typeServer, codeUnavailable, "", "The server is shutting down."}
 	case errors.Is(err, context.Canceled):
 		return apiError{StatusClientClosedRequest, typeInvalidRequest, codeClientClosed, "", "The client closed the request."}
 	case errors.Is(err, context.DeadlineExceeded):

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/modelserver/modelserver/internal/shutdown"
 )
 
 // predictRequest is the body of the Truss predict route and of a
@@ -214,15 +216,18 @@ func (a *API) answerFrames(ctx context.Context, m Model, body []byte, send func(
 	reasons := make([]string, p.sequences())
 	for !run.done() {
 		e, err := run.next(ctx)
-		if err != nil {
-			return err
+		if err == nil {
+			err = sequenceError(ctx, e.ev)
 		}
-		if err := sequenceError(ctx, e.ev); err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
+		if err != nil {
+			if ctx.Err() != nil && !shutdown.Cancelled(ctx) {
+				return ctx.Err() // the client left
 			}
 			a.logFailure(apiErrorFor(err), err)
-			return send(errorFrame(err))
+			if err := send(errorFrame(err)); err != nil || ctx.Err() == nil {
+				return err
+			}
+			return context.Cause(ctx) // the shutdown ends the connection too
 		}
 		if e.ev.Text != "" {
 			if err := send(deltaFrame(e.index, e.ev.Text)); err != nil {

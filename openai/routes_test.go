@@ -14,6 +14,7 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/modelserver/modelserver/internal/shutdown"
 	"github.com/modelserver/modelserver/llm"
 )
 
@@ -268,6 +269,7 @@ func TestAPIErrorFor(t *testing.T) {
 		{llm.ErrQueueFull, 429, typeRateLimit, codeRateLimit, ""},
 		{ErrNotReady, 503, typeServer, codeUnavailable, ""},
 		{llm.ErrClosed, 503, typeServer, codeUnavailable, ""},
+		{fmt.Errorf("run: %w", shutdown.ErrShuttingDown), 503, typeServer, codeUnavailable, ""},
 		{context.Canceled, 499, typeInvalidRequest, codeClientClosed, ""},
 		{context.DeadlineExceeded, 504, typeServer, codeTimeout, ""},
 		{errors.New("boom"), 500, typeServer, codeInternal, ""},

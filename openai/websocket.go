@@ -9,6 +9,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/modelserver/modelserver/internal/shutdown"
 	"github.com/modelserver/modelserver/internal/wskeepalive"
 )
 
@@ -16,6 +17,7 @@ import (
 const (
 	closeNormal     = websocket.CloseNormalClosure   // the client closed
 	closeBadMessage = websocket.CloseUnsupportedData // a binary frame
+	closeGoingAway  = websocket.CloseGoingAway       // the server shuts down
 )
 
 var wsUpgrader = websocket.Upgrader{
@@ -38,7 +40,10 @@ var wsUpgrader = websocket.Upgrader{
 // index is the sequence (n > 1 or several prompts interleave). An error
 // ends that request, not the connection. A binary frame closes the
 // connection with 1003; a message above the size limit with 1009. Before
-// a model is set the handshake is refused with 503.
+// a model is set, and once the API drains, the handshake is refused with
+// 503. A draining API closes each connection with 1001 once its current
+// answer is sent; a shutdown that cancels an answer sends its error frame
+// and closes with 1001.
 //
 // One goroutine reads and cancels the connection's context when the client
 // leaves, which aborts the sequences in flight; the handler's goroutine is
@@ -59,6 +64,11 @@ func (a *API) handleWebSocket(w http.ResponseWriter, r *http.Request) {
 		a.writeTrussError(w, err)
 		return
 	}
+	if !a.trackSocket() {
+		a.writeTrussError(w, shutdown.ErrShuttingDown)
+		return
+	}
+	defer a.untrackSocket()
 	conn, err := wsUpgrader.Upgrade(w, r, nil)
 	if err != nil {
 		return // the upgrader has answered the client
@@ -102,6 +112,9 @@ func (a *API) handleWebSocket(w http.ResponseWriter, r *http.Request) {
 		var msg wsMessage
 		select {
 		case msg = <-messages:
+		case <-a.draining:
+			closeWebSocket(conn, closeGoingAway, "server shutting down")
+			return
 		case <-ctx.Done():
 			return
 		}
@@ -110,7 +123,10 @@ func (a *API) handleWebSocket(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if err := a.answerFrames(ctx, m, msg.data, send); err != nil {
-			if !errors.Is(err, context.Canceled) {
+			switch {
+			case shutdown.Cancelled(ctx):
+				closeWebSocket(conn, closeGoingAway, "server shutting down")
+			case !errors.Is(err, context.Canceled):
 				closeWebSocket(conn, closeNormal, "")
 			}
 			return

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"strings"
@@ -63,5 +64,56 @@ func TestModelHandlerServesPredict(t *testing.T) {
 	s.SetClosing()
 	if code, _ := post("/v1/models/model:predict", "{}"); code != http.StatusServiceUnavailable {
 		t.Errorf("predict while closing: status %d, want 503", code)
+	}
+}
+
+func TestWaitIdleKeepsAnswering503UntilRequestsFinish(t *testing.T) {
+	started, release := make(chan struct{}), make(chan struct{})
+	s := New(Options{})
+	s.SetReady(Model{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		close(started)
+		<-release
+		_, _ = io.WriteString(w, "done")
+	})})
+	ts := newHTTPTestServer(t, s)
+	first := make(chan int, 1)
+	go func() {
+		resp, err := http.Post(ts+"/v1/models/model:predict", "application/json", strings.NewReader("{}"))
+		if err != nil {
+			first <- 0
+			return
+		}
+		resp.Body.Close()
+		first <- resp.StatusCode
+	}()
+	<-started
+	s.SetClosing()
+	idle := make(chan bool, 1)
+	go func() { idle <- s.WaitIdle(context.Background()) }()
+
+	resp, err := http.Post(ts+"/v1/models/model:predict", "application/json", strings.NewReader("{}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("request while draining: status %d, want 503", resp.StatusCode)
+	}
+	select {
+	case <-idle:
+		t.Fatal("WaitIdle returned while a request was in flight")
+	default:
+	}
+	close(release)
+	if code := <-first; code != http.StatusOK {
+		t.Errorf("request in flight: status %d, want 200", code)
+	}
+	if !<-idle {
+		t.Error("WaitIdle = false, want true once the request finished")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if !s.WaitIdle(ctx) {
+		t.Error("WaitIdle on an idle server = false, want true")
 	}
 }

@@ -230,9 +230,14 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 				err = errShuttingDown
 			}
 		}
-		if err != nil {
+		switch {
+		case err != nil:
 			s.writeError(rec, r, err)
-		} else {
+		case s.open.open(r):
+			next.ServeHTTP(rec, r)
+		default:
+			s.active.begin()
+			defer s.active.end()
 			next.ServeHTTP(rec, r)
 		}
 		aborted = false

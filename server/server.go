@@ -132,6 +132,7 @@ type Server struct {
 	propagator propagation.TextMapPropagator
 	stopper    *shutdown.Stopper
 	sockets    *socketTracker
+	active     requestTracker
 }
 
 type loadedModel struct {
@@ -251,6 +252,13 @@ func (s *Server) Cancel() {
 	s.SetClosing()
 	s.stopper.Stop()
 }
+
+// WaitIdle returns true once no request is in flight outside the open
+// routes (streams and WebSockets until they end), false if ctx ends first.
+// A shutdown calls it after SetClosing and before closing the listener, so
+// requests that keep arriving meanwhile get 503 instead of a refused
+// connection.
+func (s *Server) WaitIdle(ctx context.Context) bool { return s.active.wait(ctx) }
 
 // CancelGrace is how long requests get to answer after Cancel before their
 // connections are closed.

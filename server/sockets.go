@@ -86,3 +86,48 @@ func (t *socketTracker) closeAll() {
 		conn.NetConn().Close()
 	}
 }
+
+// requestTracker counts the requests in flight that passed the drain check,
+// so a shutdown can keep answering 503 to new ones, which tells load
+// balancers to stop sending, until those are done.
+type requestTracker struct {
+	mu   sync.Mutex
+	n    int
+	idle chan struct{} // closed when n drops to 0; nil while nobody waits
+}
+
+func (t *requestTracker) begin() {
+	t.mu.Lock()
+	t.n++
+	t.mu.Unlock()
+}
+
+func (t *requestTracker) end() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.n--
+	if t.n == 0 && t.idle != nil {
+		close(t.idle)
+		t.idle = nil
+	}
+}
+
+// wait returns true once no request is in flight, false if ctx ends first.
+func (t *requestTracker) wait(ctx context.Context) bool {
+	t.mu.Lock()
+	if t.n == 0 {
+		t.mu.Unlock()
+		return true
+	}
+	if t.idle == nil {
+		t.idle = make(chan struct{})
+	}
+	idle := t.idle
+	t.mu.Unlock()
+	select {
+	case <-idle:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

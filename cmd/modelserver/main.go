@@ -349,7 +349,7 @@ wait:
 	defer close(done)
 	go exitOnSecondSignal(signals, done, log)
 	log.Info("shutting down", "signal", sig.String(), "grace", f.shutdownGrace)
-	drain(f.shutdownGrace, httpServer, srv, oipHandler, grpcSrv, log)
+	drain(f.shutdownGrace, httpServer, srv, oipHandler, grpcSrv, llmAPI, log)
 	if batcher != nil {
 		batcher.Close()
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/modelserver/modelserver/grpcserver"
 	"github.com/modelserver/modelserver/internal/auth"
 	"github.com/modelserver/modelserver/oip"
+	"github.com/modelserver/modelserver/openai"
 	"github.com/modelserver/modelserver/server"
 	"github.com/modelserver/modelserver/telemetry"
 )
@@ -161,15 +162,20 @@ func startTracing(log *slog.Logger) (func(), error) {
 }
 
 // drain shuts the transports down after the first signal: readiness and new
-// requests answer 503 (gRPC UNAVAILABLE) at once; requests, streams and
+// requests answer 503 (gRPC UNAVAILABLE) at once, and the HTTP listener
+// stays open until the requests in flight are done; requests, streams and
 // WebSocket messages in flight get grace to finish; then what is left is
 // cancelled with an explicit "shutting down" answer, given
-// server.CancelGrace to send it, and the connections are closed.
-func drain(grace time.Duration, httpServer *http.Server, srv *server.Server, oipHandler *oip.Handler, grpcSrv *grpcserver.Server, log *slog.Logger) {
+// server.CancelGrace to send it, and the connections are closed. llmAPI,
+// set for an LLM, has WebSocket connections of its own to wait for.
+func drain(grace time.Duration, httpServer *http.Server, srv *server.Server, oipHandler *oip.Handler, grpcSrv *grpcserver.Server, llmAPI *openai.API, log *slog.Logger) {
 	srv.SetClosing()
 	oipHandler.SetClosing()
 	if grpcSrv != nil {
 		grpcSrv.SetClosing()
+	}
+	if llmAPI != nil {
+		llmAPI.Drain()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
@@ -179,6 +185,17 @@ func drain(grace time.Duration, httpServer *http.Server, srv *server.Server, oip
 			log.Warn("grace period over; WebSocket connections still open were cancelled", "error", err)
 		}
 	})
+	if llmAPI != nil {
+		wg.Go(func() {
+			if err := llmAPI.Shutdown(ctx); err != nil {
+				log.Warn("grace period over; LLM WebSocket answers still in flight were cancelled", "error", err)
+				srv.Cancel()
+				cancelCtx, cancelDone := context.WithTimeout(context.Background(), server.CancelGrace)
+				defer cancelDone()
+				llmAPI.Shutdown(cancelCtx)
+			}
+		})
+	}
 	if grpcSrv != nil {
 		wg.Go(func() {
 			if err := grpcSrv.Shutdown(ctx); err != nil {
@@ -186,6 +203,9 @@ func drain(grace time.Duration, httpServer *http.Server, srv *server.Server, oip
 			}
 		})
 	}
+	// The listener stays open while work is in flight, so a request that
+	// still arrives gets 503 rather than a refused connection.
+	srv.WaitIdle(ctx)
 	if err := httpServer.Shutdown(ctx); err != nil {
 		log.Warn("grace period over; HTTP requests still in flight were cancelled", "error", err)
 		srv.Cancel()
