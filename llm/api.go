@@ -19,6 +19,14 @@
 //     covers them; when one leaves, the last moves into its slot. Prompts
 //     are prefilled one at a time, in chunks of PrefillChunk tokens, between
 //     decode steps (GroupQueryAttention runs prompts only with batch 1).
+//   - Both Phi-3 export styles run, told apart by the graph: with
+//     GroupQueryAttention (the current one) each run writes the new K/V into
+//     the slots in place; otherwise (the April 2024 CPU export:
+//     MultiHeadAttention, position_ids, fresh presents) each run gathers its
+//     rows' K/V into right-padded pasts (or, when the decode batch is
+//     unchanged, reuses the last run's presents), masks the padding and
+//     copies the new K/V back, in scratch buffers that grow to at most twice
+//     the cache plus two slots.
 //   - A seeded sequence draws from its own random source, so its tokens do
 //     not depend on what else is in the batch.
 package llm

@@ -15,43 +15,47 @@ import (
 // per second and the engine's share of decode step time (everything but the
 // ONNX Runtime call).
 func BenchmarkEngine(b *testing.B) {
-	for _, n := range []int{1, 4, 16} {
-		b.Run(fmt.Sprintf("tiny/seqs=%d", n), func(b *testing.B) {
-			dir := tinyModelDir(b)
-			e, err := Open(dir, Options{MaxSequences: n, MaxContext: 128, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	for _, style := range tinyStyles {
+		for _, n := range []int{1, 4, 16} {
+			b.Run(fmt.Sprintf("tiny-%s/seqs=%d", style.name, n), func(b *testing.B) { benchmarkEngine(b, style, n) })
+		}
+	}
+}
+
+func benchmarkEngine(b *testing.B, style tinyStyle, n int) {
+	dir := tinyModelDir(b, style)
+	e, err := Open(dir, Options{MaxSequences: n, MaxContext: 128, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close()
+	const tokens = 32
+	prompts := make([][]int32, n)
+	for i := range prompts {
+		prompts[i] = prompt(16, int32(i))
+	}
+	b.ReportAllocs()
+	before := e.Stats()
+	start := time.Now()
+	for b.Loop() {
+		var wg sync.WaitGroup
+		for _, p := range prompts {
+			s, err := e.Generate(context.Background(), Request{Prompt: p, Params: SamplingParams{MaxTokens: tokens, IgnoreEOS: true}})
 			if err != nil {
 				b.Fatal(err)
 			}
-			defer e.Close()
-			const tokens = 32
-			prompts := make([][]int32, n)
-			for i := range prompts {
-				prompts[i] = prompt(16, int32(i))
-			}
-			b.ReportAllocs()
-			before := e.Stats()
-			start := time.Now()
-			for b.Loop() {
-				var wg sync.WaitGroup
-				for _, p := range prompts {
-					s, err := e.Generate(context.Background(), Request{Prompt: p, Params: SamplingParams{MaxTokens: tokens, IgnoreEOS: true}})
-					if err != nil {
-						b.Fatal(err)
-					}
-					wg.Go(func() {
-						for range s.Events() {
-						}
-					})
+			wg.Go(func() {
+				for range s.Events() {
 				}
-				wg.Wait()
-			}
-			elapsed := time.Since(start)
-			after := e.Stats()
-			b.ReportMetric(float64(b.N*n*tokens)/elapsed.Seconds(), "tok/s")
-			if st := after.StepTime - before.StepTime; st > 0 {
-				b.ReportMetric(100*(1-float64(after.RunTime-before.RunTime)/float64(st)), "overhead%")
-			}
-		})
+			})
+		}
+		wg.Wait()
+	}
+	elapsed := time.Since(start)
+	after := e.Stats()
+	b.ReportMetric(float64(b.N*n*tokens)/elapsed.Seconds(), "tok/s")
+	if st := after.StepTime - before.StepTime; st > 0 {
+		b.ReportMetric(100*(1-float64(after.RunTime-before.RunTime)/float64(st)), "overhead%")
 	}
 }
 

@@ -2,6 +2,7 @@ package llm
 
 import (
 	"fmt"
+	"path/filepath"
 	"time"
 )
 
@@ -37,7 +38,11 @@ func DirectDecode(dir string, opts Options, prompts [][]int32, steps int) (Direc
 	if longest+steps > opts.MaxContext {
 		return DirectResult{}, fmt.Errorf("%w: %d prompt tokens + %d steps > %d", ErrContextLength, longest, steps, opts.MaxContext)
 	}
-	dec, err := newONNXDecoder(dir, cfg, decoderOptions{
+	graph, err := readGraphIO(filepath.Join(dir, cfg.Model.Decoder.Filename))
+	if err != nil {
+		return DirectResult{}, err
+	}
+	dec, err := newONNXDecoder(dir, cfg, graph, decoderOptions{
 		slots: len(prompts), maxLen: opts.MaxContext, maxPrefill: longest, onnx: opts.ONNX,
 	})
 	if err != nil {

@@ -27,7 +27,9 @@ type Options struct {
 	PrefillChunk int
 	// MaxKVCacheBytes caps the KV cache (MaxSequences × MaxContext tokens,
 	// allocated at Open); Open fails with a hint when it would be larger.
-	// Default 8 GiB.
+	// For exports without GroupQueryAttention (the 2024 CPU ones) it also
+	// covers the run scratch, which grows with use up to twice the cache
+	// plus two slots. Default 8 GiB.
 	MaxKVCacheBytes int64
 	// ONNX sets threads and the execution provider of the session.
 	ONNX engine.ONNXOptions

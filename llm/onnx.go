@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 	"unsafe"
 
@@ -21,18 +22,35 @@ type graphValue struct {
 	dims []int64 // -1 for a symbolic dimension
 }
 
-// readGraphIO reads the graph's inputs (initializers excluded) and outputs
-// from the .onnx file. Weights in the external data file are not read.
-func readGraphIO(path string) (inputs, outputs map[string]graphValue, err error) {
+// graphIO is what the decoder needs to know of the graph before running it.
+type graphIO struct {
+	inputs, outputs map[string]graphValue
+	// inPlaceKV: the graph's attention is GroupQueryAttention, which writes
+	// the new K/V into a past buffer bound as the present too. Other
+	// attention ops (MultiHeadAttention in the 2024 CPU exports) return
+	// presents that concatenate the pasts and the new K/V.
+	inPlaceKV bool
+}
+
+// readGraphIO reads the graph's inputs (initializers excluded), outputs and
+// attention op from the .onnx file. Weights in the external data file are
+// not read.
+func readGraphIO(path string) (graphIO, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: %v", ErrModelLayout, err)
+		return graphIO{}, fmt.Errorf("%w: %v", ErrModelLayout, err)
 	}
 	var model onnxpb.ModelProto
 	if err := (proto.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(data, &model); err != nil {
-		return nil, nil, fmt.Errorf("%w: parsing %s: %v", ErrModelLayout, path, err)
+		return graphIO{}, fmt.Errorf("%w: parsing %s: %v", ErrModelLayout, path, err)
 	}
 	g := model.GetGraph()
+	var info graphIO
+	for _, n := range g.GetNode() {
+		if n.GetOpType() == "GroupQueryAttention" {
+			info.inPlaceKV = true
+		}
+	}
 	initializers := make(map[string]bool)
 	for _, init := range g.GetInitializer() {
 		initializers[init.GetName()] = true
@@ -56,14 +74,28 @@ func readGraphIO(path string) (inputs, outputs map[string]graphValue, err error)
 		}
 		return m
 	}
-	return read(g.GetInput()), read(g.GetOutput()), nil
+	info.inputs, info.outputs = read(g.GetInput()), read(g.GetOutput())
+	return info, nil
 }
 
-// onnxDecoder runs a genai-layout decoder with GroupQueryAttention on ONNX
-// Runtime. The KV cache is one Go buffer per layer and per K/V, shaped
-// [slots, kv_heads, maxLen, head_dim]; a run binds the same tensor (a view of
-// some slots) as past input and present output, which GroupQueryAttention
-// detects by pointer equality and then writes the new K/V in place.
+// onnxDecoder runs a genai-layout decoder on ONNX Runtime. The KV cache is
+// one Go buffer per layer and per K/V, shaped [slots, kv_heads, maxLen,
+// head_dim]. Two export styles are supported:
+//   - GroupQueryAttention (inPlaceKV): a run binds the same tensor (a view of
+//     some slots) as past input and present output, which
+//     GroupQueryAttention detects by pointer equality and then writes the
+//     new K/V in place.
+//   - Concatenating attention (MultiHeadAttention, the 2024 CPU export): a
+//     run gathers its rows' K/V into pasts [batch, kv_heads, P, head_dim]
+//     right-padded with zeros to P = the longest row, masks the padding, and
+//     copies the new K/V at index P.. of the presents [batch, kv_heads, P+S,
+//     head_dim] back into the slots. A decode of the same rows as the last
+//     one (nothing joined, left or moved) skips the gather: the last
+//     presents are its pasts as they are, with the last mask plus a 1 (the
+//     rotary embedding is applied before caching, so a key's index need not
+//     be its position). The pasts and presents are grow-only scratch
+//     buffers, one pair for decodes and one for prefills, reused across
+//     runs.
 type onnxDecoder struct {
 	session *ort.DynamicAdvancedSession
 	runOpts *ort.RunOptions
@@ -75,6 +107,7 @@ type onnxDecoder struct {
 	elemSize                 int
 	positionIDs              bool // the graph takes position_ids
 	prunedLogits             bool // logits hold only the last position
+	inPlaceKV                bool // see graphIO.inPlaceKV
 
 	// kv[2*layer] is the key and kv[2*layer+1] the value buffer.
 	kv        [][]byte
@@ -83,6 +116,18 @@ type onnxDecoder struct {
 	// as past and present, made on first use.
 	prefillViews [][]ort.Value
 	decodeViews  [][]ort.Value
+	// Concatenating attention only: the decode and prefill scratch,
+	// kvTensors the tensors over it for one run, and rowLens each run row's
+	// cached length.
+	decodeKV, prefillKV kvScratch
+	kvTensors           []ort.Value
+	rowLens             []int
+	// After a decode of chainRows rows (0: none usable), decodeKV.pasts
+	// holds its presents, chainLen long; chainMask (chainRows×chainLen)
+	// marks their valid indices and chainLens the rows' cached lengths.
+	chainRows, chainLen int
+	chainMask           []int64
+	chainLens           []int
 
 	ids, mask, positions []int64
 	logits               []float32 // float32 logits, or fp16 ones converted
@@ -97,23 +142,21 @@ type decoderOptions struct {
 	onnx                      engine.ONNXOptions
 }
 
-func newONNXDecoder(dir string, cfg *genaiConfig, o decoderOptions) (_ *onnxDecoder, err error) {
+// newONNXDecoder opens the decoder in dir, whose graph readGraphIO read.
+func newONNXDecoder(dir string, cfg *genaiConfig, graph graphIO, o decoderOptions) (_ *onnxDecoder, err error) {
 	if !ort.IsInitialized() {
 		return nil, fmt.Errorf("%w: InitONNXRuntime was not called", engine.ErrRuntimeLibrary)
 	}
 	path := filepath.Join(dir, cfg.Model.Decoder.Filename)
-	inputs, outputs, err := readGraphIO(path)
-	if err != nil {
-		return nil, err
-	}
 	d := &onnxDecoder{
 		nSlots: o.slots, maxLen: o.maxLen,
-		layers:  cfg.Model.Decoder.NumHiddenLayers,
-		kvHeads: cfg.Model.Decoder.NumKeyValueHeads,
-		headDim: cfg.Model.Decoder.HeadSize,
+		layers:    cfg.Model.Decoder.NumHiddenLayers,
+		kvHeads:   cfg.Model.Decoder.NumKeyValueHeads,
+		headDim:   cfg.Model.Decoder.HeadSize,
+		inPlaceKV: graph.inPlaceKV,
 	}
 	names := cfg.Model.Decoder
-	inNames, outNames, err := d.checkGraph(cfg, inputs, outputs)
+	inNames, outNames, err := d.checkGraph(cfg, graph.inputs, graph.outputs)
 	if err != nil {
 		return nil, err
 	}
@@ -175,6 +218,14 @@ func newONNXDecoder(dir string, cfg *genaiConfig, o decoderOptions) (_ *onnxDeco
 	d.mask = make([]int64, max(d.nSlots*d.maxLen, d.maxLen))
 	d.inputs = make([]ort.Value, len(inNames))
 	d.outputs = make([]ort.Value, len(outNames))
+	if !d.inPlaceKV {
+		d.decodeKV = newKVScratch(len(d.kv), d.nSlots*d.slotBytes)
+		d.prefillKV = newKVScratch(len(d.kv), d.slotBytes)
+		d.kvTensors = make([]ort.Value, 0, 2*len(d.kv))
+		d.rowLens = make([]int, d.nSlots)
+		d.chainMask = make([]int64, len(d.mask))
+		d.chainLens = make([]int, d.nSlots)
+	}
 	return d, nil
 }
 
@@ -305,10 +356,7 @@ func (d *onnxDecoder) kvViews(cache [][]ort.Value, at, first, rows int) ([]ort.V
 	if cache[at] != nil {
 		return cache[at], nil
 	}
-	elem := ort.TensorElementDataType(ort.TensorElementDataTypeFloat)
-	if d.fp16 {
-		elem = ort.TensorElementDataTypeFloat16
-	}
+	elem := d.elemType()
 	shape := ort.NewShape(int64(rows), int64(d.kvHeads), int64(d.maxLen), int64(d.headDim))
 	views := make([]ort.Value, len(d.kv))
 	for i, buf := range d.kv {
@@ -331,10 +379,6 @@ func (d *onnxDecoder) prefill(slot int, tokens []int32, past int) ([]float32, er
 	if s == 0 || s > len(d.ids) || past+s > d.maxLen || slot < 0 || slot >= d.nSlots {
 		return nil, fmt.Errorf("prefill of %d tokens after %d in slot %d: outside the cache (%d slots of %d)", s, past, slot, d.nSlots, d.maxLen)
 	}
-	views, err := d.kvViews(d.prefillViews, slot, slot, 1)
-	if err != nil {
-		return nil, err
-	}
 	for i, t := range tokens {
 		d.ids[i] = int64(t)
 		d.positions[i] = int64(past + i)
@@ -347,15 +391,30 @@ func (d *onnxDecoder) prefill(slot int, tokens []int32, past int) ([]float32, er
 	if d.prunedLogits {
 		outRows = 1
 	}
-	if err := d.runStep(views, 1, s, total, outRows); err != nil {
-		return nil, err
+	if d.inPlaceKV {
+		views, err := d.kvViews(d.prefillViews, slot, slot, 1)
+		if err != nil {
+			return nil, err
+		}
+		if err := d.runStep(views, views, 1, s, total, outRows); err != nil {
+			return nil, err
+		}
+	} else {
+		if slot < d.chainRows {
+			d.chainRows = 0
+		}
+		d.rowLens[0] = past
+		if _, err := d.runGathered(slot, 1, s, outRows, &d.prefillKV, false); err != nil {
+			return nil, err
+		}
 	}
 	return d.logitsRows((outRows-1)*d.vocab, d.vocab), nil
 }
 
-// decode implements decoder. Row b's mask has lens[b]+1 ones: with it
-// GroupQueryAttention writes the new K/V at index lens[b] of slot b and
-// attends to indices 0..lens[b]; the mask is as wide as the longest row.
+// decode implements decoder. With GroupQueryAttention row b's mask has
+// lens[b]+1 ones: with it GroupQueryAttention writes the new K/V at index
+// lens[b] of slot b and attends to indices 0..lens[b]; the mask is as wide
+// as the longest row. Other attention goes through decodeGathered.
 func (d *onnxDecoder) decode(tokens []int32, lens []int32) ([]float32, error) {
 	b := len(tokens)
 	if b == 0 || b > d.nSlots {
@@ -368,15 +427,23 @@ func (d *onnxDecoder) decode(tokens []int32, lens []int32) ([]float32, error) {
 		}
 		width = max(width, int(l)+1)
 	}
+	for i, t := range tokens {
+		d.ids[i] = int64(t)
+		d.positions[i] = int64(lens[i])
+	}
+	if !d.inPlaceKV {
+		if err := d.decodeGathered(lens); err != nil {
+			return nil, err
+		}
+		return d.logitsRows(0, b*d.vocab), nil
+	}
 	views, err := d.kvViews(d.decodeViews, b-1, 0, b)
 	if err != nil {
 		return nil, err
 	}
-	for i, t := range tokens {
-		d.ids[i] = int64(t)
-		d.positions[i] = int64(lens[i])
+	for i, l := range lens {
 		row := d.mask[i*width : (i+1)*width]
-		ones := int(lens[i]) + 1
+		ones := int(l) + 1
 		for j := range row {
 			row[j] = 0
 			if j < ones {
@@ -384,15 +451,167 @@ func (d *onnxDecoder) decode(tokens []int32, lens []int32) ([]float32, error) {
 			}
 		}
 	}
-	if err := d.runStep(views, b, 1, width, 1); err != nil {
+	if err := d.runStep(views, views, b, 1, width, 1); err != nil {
 		return nil, err
 	}
 	return d.logitsRows(0, b*d.vocab), nil
 }
 
+// kvScratch is a pasts and a presents buffer per KV buffer, for
+// concatenating attention; each grows up to limit bytes.
+type kvScratch struct {
+	pasts, presents [][]byte
+	limit           int
+}
+
+func newKVScratch(buffers, limit int) kvScratch {
+	return kvScratch{pasts: make([][]byte, buffers), presents: make([][]byte, buffers), limit: limit}
+}
+
+// decodeGathered runs one decode step (ids and positions already set) on
+// concatenating attention, chained to the last one when it ran the same
+// rows, and leaves its presents in decodeKV.pasts for the next.
+func (d *onnxDecoder) decodeGathered(lens []int32) error {
+	b := len(lens)
+	chained := d.chainRows == b
+	for i, l := range lens {
+		d.rowLens[i] = int(l)
+		chained = chained && d.chainLens[i] == int(l)
+	}
+	d.chainRows = 0
+	if chained {
+		past := d.chainLen
+		for i := range b {
+			row := d.mask[i*(past+1) : (i+1)*(past+1)]
+			copy(row, d.chainMask[i*past:(i+1)*past])
+			row[past] = 1
+		}
+	}
+	past, err := d.runGathered(0, b, 1, 1, &d.decodeKV, chained)
+	if err != nil {
+		return err
+	}
+	total := past + 1
+	copy(d.chainMask, d.mask[:b*total])
+	for i, l := range lens {
+		d.chainLens[i] = int(l) + 1
+	}
+	d.chainRows, d.chainLen = b, total
+	d.decodeKV.pasts, d.decodeKV.presents = d.decodeKV.presents, d.decodeKV.pasts
+	return nil
+}
+
+// runGathered runs batch rows on concatenating attention and returns the
+// pasts' length P: row b sits in slot first+b, holds rowLens[b] cached
+// tokens and appends seq tokens (ids and positions already set). Unless
+// chained (sc.pasts and the mask already hold the rows' K/V and valid
+// indices), the pasts are the rows' K/V right-padded with zeros to P = max
+// rowLens and the mask row is [1]*L_b + [0]*(P-L_b) + [1]*seq. The
+// presents' indices P..P+seq-1 are the new K/V, copied back to each slot at
+// L_b.
+func (d *onnxDecoder) runGathered(first, batch, seq, outRows int, sc *kvScratch, chained bool) (int, error) {
+	lens := d.rowLens[:batch]
+	past := d.chainLen
+	if !chained {
+		past = slices.Max(lens)
+	}
+	total := past + seq
+	rowBytes := d.headDim * d.elemSize
+	headBytes := d.maxLen * rowBytes
+	for i := range d.kv {
+		sc.presents[i] = grow(sc.presents[i], batch*d.kvHeads*total*rowBytes, sc.limit)
+	}
+	if !chained {
+		for b, l := range lens {
+			row := d.mask[b*total : (b+1)*total]
+			for j := range row {
+				row[j] = 0
+				if j < l || j >= past {
+					row[j] = 1
+				}
+			}
+		}
+		// A tensor needs at least one element of data, even with no past.
+		pastBytes := max(batch*d.kvHeads*past*rowBytes, d.elemSize)
+		for i, buf := range d.kv {
+			sc.pasts[i] = grow(sc.pasts[i], pastBytes, sc.limit)
+			dst := sc.pasts[i]
+			for b, l := range lens {
+				for h := range d.kvHeads {
+					src := (first+b)*d.slotBytes + h*headBytes
+					at := (b*d.kvHeads + h) * past * rowBytes
+					n := copy(dst[at:at+l*rowBytes], buf[src:src+l*rowBytes])
+					clear(dst[at+n : at+past*rowBytes])
+				}
+			}
+		}
+	}
+	made := d.kvTensors[:0]
+	defer func() {
+		for _, v := range made {
+			v.Destroy()
+		}
+		clear(made)
+	}()
+	// made has room for every tensor, so the slices returned stay valid.
+	tensors := func(bufs [][]byte, length int) ([]ort.Value, error) {
+		shape := ort.NewShape(int64(batch), int64(d.kvHeads), int64(length), int64(d.headDim))
+		n := max(batch*d.kvHeads*length*rowBytes, d.elemSize)
+		start := len(made)
+		for _, buf := range bufs {
+			v, err := ort.NewCustomDataTensor(shape, buf[:n], d.elemType())
+			if err != nil {
+				return nil, fmt.Errorf("KV tensor: %w", err)
+			}
+			made = append(made, v)
+		}
+		return made[start:], nil
+	}
+	pasts, err := tensors(sc.pasts, past)
+	if err != nil {
+		return 0, err
+	}
+	presents, err := tensors(sc.presents, total)
+	if err != nil {
+		return 0, err
+	}
+	if err := d.runStep(pasts, presents, batch, seq, total, outRows); err != nil {
+		return 0, err
+	}
+	for i, buf := range d.kv {
+		src := sc.presents[i]
+		for b, l := range lens {
+			for h := range d.kvHeads {
+				at := ((b*d.kvHeads+h)*total + past) * rowBytes
+				dst := (first+b)*d.slotBytes + h*headBytes + l*rowBytes
+				copy(buf[dst:dst+seq*rowBytes], src[at:at+seq*rowBytes])
+			}
+		}
+	}
+	return past, nil
+}
+
+// grow returns buf with at least n bytes. A buffer too small is replaced by
+// one of twice its size (at most limit) or n, so pasts that grow by a token
+// per step are reallocated only O(log maxLen) times.
+func grow(buf []byte, n, limit int) []byte {
+	if cap(buf) >= n {
+		return buf[:cap(buf)]
+	}
+	return make([]byte, max(n, min(2*cap(buf), limit)))
+}
+
+func (d *onnxDecoder) elemType() ort.TensorElementDataType {
+	if d.fp16 {
+		return ort.TensorElementDataTypeFloat16
+	}
+	return ort.TensorElementDataTypeFloat
+}
+
 // runStep runs the model on the first batch×seq ids and positions and a
-// batch×total mask, with the KV views bound as past and present.
-func (d *onnxDecoder) runStep(views []ort.Value, batch, seq, total, outRows int) error {
+// batch×total mask, with the given KV tensors bound as pasts and presents
+// (the same ones for GroupQueryAttention's shared buffer).
+func (d *onnxDecoder) runStep(pasts, presents []ort.Value, batch, seq, total, outRows int) error {
 	var made []ort.Value
 	defer func() {
 		for _, v := range made {
@@ -418,7 +637,7 @@ func (d *onnxDecoder) runStep(views []ort.Value, batch, seq, total, outRows int)
 		made = append(made, pos)
 		in = append(in, pos)
 	}
-	in = append(in, views...)
+	in = append(in, pasts...)
 	logitsShape := ort.NewShape(int64(batch), int64(outRows), int64(d.vocab))
 	n := batch * outRows * d.vocab
 	var logits ort.Value
@@ -432,7 +651,7 @@ func (d *onnxDecoder) runStep(views []ort.Value, batch, seq, total, outRows int)
 	}
 	made = append(made, logits)
 	out := append(d.outputs[:0], logits)
-	out = append(out, views...)
+	out = append(out, presents...)
 	start := time.Now()
 	err = d.session.RunWithOptions(in, out, d.runOpts)
 	d.run += time.Since(start)
@@ -458,6 +677,7 @@ func (d *onnxDecoder) move(from, to, length int) {
 	if from == to || length == 0 {
 		return
 	}
+	d.chainRows = 0
 	headBytes := d.maxLen * d.headDim * d.elemSize
 	n := length * d.headDim * d.elemSize
 	for _, buf := range d.kv {

@@ -26,18 +26,29 @@ func Open(dir string, opts Options) (*Engine, error) {
 	}
 	opts = opts.withDefaults(cfg.Model.ContextLength)
 	d := cfg.Model.Decoder
-	// The bound assumes float32; a float16 cache takes half.
+	graph, err := readGraphIO(filepath.Join(dir, d.Filename))
+	if err != nil {
+		return nil, err
+	}
+	// The bound assumes float32; a float16 cache takes half. Without
+	// GroupQueryAttention the decode batch's pasts and presents take up to
+	// twice the cache, and a prefill's two slots more.
 	slotBytes := kvBytes(d.NumHiddenLayers, 1, d.NumKeyValueHeads, opts.MaxContext, d.HeadSize, 4)
+	perSequence, fixed := slotBytes, int64(0)
+	if !graph.inPlaceKV {
+		perSequence, fixed = 3*slotBytes, 2*slotBytes
+	}
 	if opts.MaxSequences <= 0 {
-		opts.MaxSequences = int(min(DefaultMaxSequences, opts.MaxKVCacheBytes/max(slotBytes, 1)))
+		opts.MaxSequences = int(min(DefaultMaxSequences, (opts.MaxKVCacheBytes-fixed)/max(perSequence, 1)))
 		if opts.MaxSequences < 1 {
 			return nil, fmt.Errorf("llm: one sequence of %d tokens needs a %d MiB KV cache, above the %d MiB limit; lower max_context",
-				opts.MaxContext, slotBytes>>20, opts.MaxKVCacheBytes>>20)
+				opts.MaxContext, (perSequence+fixed)>>20, opts.MaxKVCacheBytes>>20)
 		}
 	}
-	if size := slotBytes * int64(opts.MaxSequences); size > opts.MaxKVCacheBytes {
+	kvTotal := perSequence*int64(opts.MaxSequences) + fixed
+	if kvTotal > opts.MaxKVCacheBytes {
 		return nil, fmt.Errorf("llm: a KV cache of %d sequences × %d tokens takes %d MiB, above the %d MiB limit; lower max_sequences or max_context",
-			opts.MaxSequences, opts.MaxContext, size>>20, opts.MaxKVCacheBytes>>20)
+			opts.MaxSequences, opts.MaxContext, kvTotal>>20, opts.MaxKVCacheBytes>>20)
 	}
 	tok, err := tokenizer.LoadDir(dir)
 	if err != nil {
@@ -51,7 +62,7 @@ func Open(dir string, opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: chat template: %v", ErrModelLayout, err)
 	}
-	dec, err := newONNXDecoder(dir, cfg, decoderOptions{
+	dec, err := newONNXDecoder(dir, cfg, graph, decoderOptions{
 		slots: opts.MaxSequences, maxLen: opts.MaxContext, maxPrefill: opts.PrefillChunk, onnx: opts.ONNX,
 	})
 	if err != nil {
@@ -69,9 +80,9 @@ func Open(dir string, opts Options) (*Engine, error) {
 	}
 	name := filepath.Base(filepath.Clean(dir))
 	opts.Logger.Info("llm engine ready", "model", name, "layers", d.NumHiddenLayers, "kv_heads", d.NumKeyValueHeads,
-		"head_size", d.HeadSize, "vocab", dec.vocabSize(), "fp16", dec.fp16, "max_sequences", opts.MaxSequences,
+		"head_size", d.HeadSize, "vocab", dec.vocabSize(), "fp16", dec.fp16, "in_place_kv", dec.inPlaceKV, "max_sequences", opts.MaxSequences,
 		"max_context", opts.MaxContext, "prefill_chunk", opts.PrefillChunk, "queue_size", opts.QueueSize,
-		"kv_cache_mib", kvBytes(d.NumHiddenLayers, opts.MaxSequences, d.NumKeyValueHeads, opts.MaxContext, d.HeadSize, dec.elemSize)>>20)
+		"kv_cache_mib", (kvTotal*int64(dec.elemSize)/4)>>20)
 	sched := newScheduler(dec, tokenText{tok}, schedulerConfig{
 		contextLength: opts.MaxContext,
 		queueSize:     opts.QueueSize,

@@ -23,6 +23,7 @@ func TestGenPhi3Flags(t *testing.T) {
 		{"unknown preset", []string{"--out", "x", "--preset", "huge"}, `--preset "huge"`},
 		{"unknown precision", []string{"--out", "x", "--precision", "fp8"}, `precision "fp8"`},
 		{"context not positive", []string{"--out", "x", "--context", "-1"}, "sizes must be positive"},
+		{"unknown attention", []string{"--out", "x", "--attention", "flash"}, `attention "flash"`},
 		{"stray argument", []string{"--out", "x", "extra"}, `unexpected argument "extra"`},
 		{"unknown flag", []string{"--bogus"}, "flag provided but not defined"},
 	}
@@ -50,7 +51,7 @@ func TestGenPhi3Flags(t *testing.T) {
 // the flags reach the written configuration.
 func TestGenPhi3Command(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "phi3")
-	out, err := exec.Command(serverBinary, "gen-phi3", "--out", dir, "--precision", "int4", "--seed", "5", "--context", "1024").CombinedOutput()
+	out, err := exec.Command(serverBinary, "gen-phi3", "--out", dir, "--precision", "int4", "--attention", "mha", "--seed", "5", "--context", "1024").CombinedOutput()
 	if err != nil {
 		t.Fatalf("gen-phi3 failed: %v\n%s", err, out)
 	}
@@ -62,15 +63,26 @@ func TestGenPhi3Command(t *testing.T) {
 		Model struct {
 			ContextLength int `json:"context_length"`
 			Decoder       struct {
-				HiddenSize int `json:"hidden_size"`
+				HiddenSize       int `json:"hidden_size"`
+				NumKeyValueHeads int `json:"num_key_value_heads"`
+				Inputs           struct {
+					PositionIDs string `json:"position_ids"`
+				} `json:"inputs"`
 			} `json:"decoder"`
 		} `json:"model"`
+		Search struct {
+			PastPresentShareBuffer bool `json:"past_present_share_buffer"`
+		} `json:"search"`
 	}
 	if err := json.Unmarshal(data, &cfg); err != nil {
 		t.Fatal(err)
 	}
 	if cfg.Model.ContextLength != 1024 || cfg.Model.Decoder.HiddenSize != 64 {
 		t.Errorf("genai_config.json has context %d and hidden size %d, want 1024 and 64", cfg.Model.ContextLength, cfg.Model.Decoder.HiddenSize)
+	}
+	if d := cfg.Model.Decoder; d.NumKeyValueHeads != 4 || d.Inputs.PositionIDs != "position_ids" || cfg.Search.PastPresentShareBuffer {
+		t.Errorf("--attention mha gave %d KV heads, position_ids %q and share buffer %v, want 4, position_ids and false",
+			d.NumKeyValueHeads, d.Inputs.PositionIDs, cfg.Search.PastPresentShareBuffer)
 	}
 	for _, name := range []string{"model.onnx", "model.onnx.data", "tokenizer.json", "tokenizer_config.json", "config.json"} {
 		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {

@@ -24,6 +24,24 @@ const (
 	Phi3Int4 = "int4"
 )
 
+// Phi-3 attention layouts: the two graph styles of the onnxruntime-genai
+// exports.
+const (
+	// Phi3GQA is the current export: com.microsoft GroupQueryAttention with
+	// the rotary embedding fused in, no position_ids input, and past and
+	// present sharing one buffer (genai_config's
+	// past_present_share_buffer true).
+	Phi3GQA = "gqa"
+	// Phi3MHA is the CPU export of the April 2024 model builder:
+	// com.microsoft RotaryEmbedding on the queries and keys, which reads a
+	// position_ids input, then com.microsoft MultiHeadAttention with a
+	// causal mask built in the graph from the 2D attention mask; each run
+	// returns fresh presents, the pasts with the new tokens appended
+	// (past_present_share_buffer false). MultiHeadAttention needs as many
+	// key/value heads as query heads.
+	Phi3MHA = "mha"
+)
+
 // Names of the files WritePhi3Dir writes, those of the onnxruntime-genai
 // export (the .onnx file finds its data file by this literal name).
 const (
@@ -96,6 +114,10 @@ type Phi3Config struct {
 	ContextLength int
 	// Precision is Phi3FP32 or Phi3Int4.
 	Precision string
+	// Attention is Phi3GQA (also when empty) or Phi3MHA. The weights do not
+	// depend on it: with KVHeads == Heads both layouts compute the same
+	// logits.
+	Attention string
 	// BlockSize is the int4 quantization block along K: a power of two of
 	// at least 16 that divides Hidden and Intermediate. Unused in fp32.
 	BlockSize int
@@ -147,6 +169,10 @@ func (c Phi3Config) Validate() error {
 		return bad("hidden size %d is not heads %d × head dim %d", c.Hidden, c.Heads, c.HeadDim)
 	case c.HeadDim%16 != 0:
 		return bad("head dim %d: GroupQueryAttention with rotary embeddings needs a multiple of 16", c.HeadDim)
+	case c.Attention != "" && c.Attention != Phi3GQA && c.Attention != Phi3MHA:
+		return bad("attention %q: want %q or %q", c.Attention, Phi3GQA, Phi3MHA)
+	case c.Attention == Phi3MHA && c.KVHeads != c.Heads:
+		return bad("%d key/value heads: MultiHeadAttention needs as many as the %d query heads", c.KVHeads, c.Heads)
 	case c.ContextLength > maxPhi3Context:
 		return bad("context length %d: at most %d", c.ContextLength, maxPhi3Context)
 	case c.VocabSize > maxPhi3Dim || c.Hidden > maxPhi3Dim || c.Intermediate > maxPhi3Dim || c.Layers > maxPhi3Dim || c.Params() > maxPhi3Params:
@@ -307,11 +333,12 @@ func (m *matrix) quantize(block int) {
 func abs32(v float32) float32 { return float32(math.Abs(float64(v))) }
 
 // phi3Graph builds the decoder graph of c with weights w, in the layout of
-// the onnxruntime-genai export with GroupQueryAttention and fused rotary
-// embeddings:
+// the onnxruntime-genai export with c's attention style (position_ids only
+// in Phi3MHA):
 //
 //	inputs:  input_ids int64 [batch_size, sequence_length]
 //	         attention_mask int64 [batch_size, total_sequence_length]
+//	         position_ids int64 [batch_size, sequence_length]
 //	         past_key_values.%d.key, past_key_values.%d.value
 //	             float32 [batch_size, KVHeads, past_sequence_length, HeadDim]
 //	outputs: logits float32 [batch_size, sequence_length, VocabSize]
@@ -324,6 +351,10 @@ func phi3Graph(c Phi3Config, w *phi3Weights) *Builder {
 	kv, hd := Fixed(int64(c.KVHeads)), Fixed(int64(c.HeadDim))
 	b.Input("input_ids", tensor.Int64, batch, seq)
 	b.Input("attention_mask", tensor.Int64, batch, total)
+	mha := c.Attention == Phi3MHA
+	if mha {
+		b.Input("position_ids", tensor.Int64, batch, seq)
+	}
 	for i := range c.Layers {
 		b.Input(fmt.Sprintf("past_key_values.%d.key", i), tensor.Float32, batch, kv, past, hd)
 		b.Input(fmt.Sprintf("past_key_values.%d.value", i), tensor.Float32, batch, kv, past, hd)
@@ -334,16 +365,22 @@ func phi3Graph(c Phi3Config, w *phi3Weights) *Builder {
 		b.Output(fmt.Sprintf("present.%d.value", i), tensor.Float32, batch, kv, total, hd)
 	}
 
-	// GroupQueryAttention reads the sequence lengths from the mask's row
-	// sums and width only.
 	b.Initializer("one_i64", int64Tensor(nil, []int64{1}))
 	b.Initializer("axis_1", int64Tensor([]int64{1}, []int64{1}))
-	b.Node("ReduceSum", []string{"attention_mask", "axis_1"}, []string{"mask_row_sums"}, Int("keepdims", 0))
-	b.Node("Sub", []string{"mask_row_sums", "one_i64"}, []string{"seqlens_k_i64"})
-	b.Node("Cast", []string{"seqlens_k_i64"}, []string{"seqlens_k"}, Int("to", int64(onnxpb.TensorProto_INT32)))
-	b.Node("Shape", []string{"attention_mask"}, []string{"mask_shape"})
-	b.Node("Gather", []string{"mask_shape", "one_i64"}, []string{"total_seq_len_i64"}, Int("axis", 0))
-	b.Node("Cast", []string{"total_seq_len_i64"}, []string{"total_seq_len"}, Int("to", int64(onnxpb.TensorProto_INT32)))
+	if mha {
+		phi3CausalBias(b)
+		kvWidth := int64(c.KVHeads * c.HeadDim)
+		b.Initializer("qkv_split", int64Tensor([]int64{3}, []int64{int64(c.Hidden), kvWidth, kvWidth}))
+	} else {
+		// GroupQueryAttention reads the sequence lengths from the mask's
+		// row sums and width only.
+		b.Node("ReduceSum", []string{"attention_mask", "axis_1"}, []string{"mask_row_sums"}, Int("keepdims", 0))
+		b.Node("Sub", []string{"mask_row_sums", "one_i64"}, []string{"seqlens_k_i64"})
+		b.Node("Cast", []string{"seqlens_k_i64"}, []string{"seqlens_k"}, Int("to", int64(onnxpb.TensorProto_INT32)))
+		b.Node("Shape", []string{"attention_mask"}, []string{"mask_shape"})
+		b.Node("Gather", []string{"mask_shape", "one_i64"}, []string{"total_seq_len_i64"}, Int("axis", 0))
+		b.Node("Cast", []string{"total_seq_len_i64"}, []string{"total_seq_len"}, Int("to", int64(onnxpb.TensorProto_INT32)))
+	}
 	b.Initializer("cos_cache", float32Tensor([]int64{int64(c.ContextLength), int64(c.HeadDim / 2)}, w.cos))
 	b.Initializer("sin_cache", float32Tensor([]int64{int64(c.ContextLength), int64(c.HeadDim / 2)}, w.sin))
 
@@ -358,12 +395,25 @@ func phi3Graph(c Phi3Config, w *phi3Weights) *Builder {
 	for i, l := range w.layers {
 		p := fmt.Sprintf("model.layers.%d.", i)
 		qkv := linear(b, c, p+"attn.qkv_proj", x, l.qkv)
-		b.DomainNode(microsoftDomain, "GroupQueryAttention",
-			[]string{qkv, "", "", fmt.Sprintf("past_key_values.%d.key", i), fmt.Sprintf("past_key_values.%d.value", i),
-				"seqlens_k", "total_seq_len", "cos_cache", "sin_cache"},
-			[]string{p + "attn.output", fmt.Sprintf("present.%d.key", i), fmt.Sprintf("present.%d.value", i)},
-			Int("num_heads", int64(c.Heads)), Int("kv_num_heads", int64(c.KVHeads)),
-			Float("scale", float32(1/math.Sqrt(float64(c.HeadDim)))), Int("do_rotary", 1), Int("rotary_interleaved", 0))
+		pastKey, pastValue := fmt.Sprintf("past_key_values.%d.key", i), fmt.Sprintf("past_key_values.%d.value", i)
+		presents := []string{p + "attn.output", fmt.Sprintf("present.%d.key", i), fmt.Sprintf("present.%d.value", i)}
+		scale := Float("scale", float32(1/math.Sqrt(float64(c.HeadDim))))
+		if mha {
+			q, k, v := p+"attn.q_proj.output", p+"attn.k_proj.output", p+"attn.v_proj.output"
+			b.Node("Split", []string{qkv, "qkv_split"}, []string{q, k, v}, Int("axis", -1))
+			for _, name := range []string{q, k} {
+				b.DomainNode(microsoftDomain, "RotaryEmbedding", []string{name, "position_ids", "cos_cache", "sin_cache"},
+					[]string{name + ".rotary"}, Int("interleaved", 0))
+			}
+			b.DomainNode(microsoftDomain, "MultiHeadAttention",
+				[]string{q + ".rotary", k + ".rotary", v, "", "", "attention_bias", pastKey, pastValue},
+				presents, Int("num_heads", int64(c.Heads)), scale)
+		} else {
+			b.DomainNode(microsoftDomain, "GroupQueryAttention",
+				[]string{qkv, "", "", pastKey, pastValue, "seqlens_k", "total_seq_len", "cos_cache", "sin_cache"},
+				presents, Int("num_heads", int64(c.Heads)), Int("kv_num_heads", int64(c.KVHeads)),
+				scale, Int("do_rotary", 1), Int("rotary_interleaved", 0))
+		}
 		o := linear(b, c, p+"attn.o_proj", p+"attn.output", l.o)
 		b.Initializer(p+"post_attention_layernorm.weight", float32Tensor([]int64{int64(c.Hidden)}, l.postAttentionNorm))
 		b.DomainNode(microsoftDomain, "SkipSimplifiedLayerNormalization", []string{o, residual, p + "post_attention_layernorm.weight"},
@@ -390,6 +440,32 @@ func phi3Graph(c Phi3Config, w *phi3Weights) *Builder {
 	}
 	b.Node("Identity", []string{linear(b, c, "lm_head", x, w.lmHead)}, []string{"logits"})
 	return b
+}
+
+// phi3CausalBias adds the nodes that expand the 2D attention mask [batch,
+// total] into MultiHeadAttention's additive attention_bias [batch, 1, seq,
+// total]: query i (at position total-seq+i) may attend to key j when j ≤
+// total-seq+i and the mask holds 1 at j; elsewhere the bias is float32's
+// lowest value, so the key's weight is exactly 0. The mask may hold 0s
+// anywhere, so a batch's pasts can be right-padded to a common length.
+func phi3CausalBias(b *Builder) {
+	b.Initializer("zero_i64", int64Tensor(nil, []int64{0}))
+	b.Initializer("axes_1_2", int64Tensor([]int64{2}, []int64{1, 2}))
+	b.Initializer("zero_f32", float32Tensor(nil, []float32{0}))
+	b.Initializer("lowest_f32", float32Tensor(nil, []float32{-math.MaxFloat32}))
+	b.Node("Shape", []string{"attention_mask"}, []string{"mask_shape"})
+	b.Node("Gather", []string{"mask_shape", "one_i64"}, []string{"total_seq_len"}, Int("axis", 0))
+	b.Node("Shape", []string{"input_ids"}, []string{"input_shape"})
+	b.Node("Gather", []string{"input_shape", "one_i64"}, []string{"seq_len"}, Int("axis", 0))
+	b.Node("Sub", []string{"total_seq_len", "seq_len"}, []string{"past_seq_len"})
+	b.Node("Range", []string{"zero_i64", "total_seq_len", "one_i64"}, []string{"key_positions"})
+	b.Node("Range", []string{"past_seq_len", "total_seq_len", "one_i64"}, []string{"query_positions"})
+	b.Node("Unsqueeze", []string{"query_positions", "axis_1"}, []string{"query_positions_column"})
+	b.Node("LessOrEqual", []string{"key_positions", "query_positions_column"}, []string{"causal"})
+	b.Node("Cast", []string{"attention_mask"}, []string{"mask_bool"}, Int("to", int64(onnxpb.TensorProto_BOOL)))
+	b.Node("Unsqueeze", []string{"mask_bool", "axes_1_2"}, []string{"mask_bool_4d"})
+	b.Node("And", []string{"causal", "mask_bool_4d"}, []string{"attend"})
+	b.Node("Where", []string{"attend", "zero_f32", "lowest_f32"}, []string{"attention_bias"})
 }
 
 // linear multiplies x by m under name, with MatMul in fp32 and MatMulNBits in
@@ -537,6 +613,7 @@ type genAISessionOptions struct {
 type genAIInputs struct {
 	InputIDs       string `json:"input_ids"`
 	AttentionMask  string `json:"attention_mask"`
+	PositionIDs    string `json:"position_ids,omitempty"`
 	PastKeyNames   string `json:"past_key_names"`
 	PastValueNames string `json:"past_value_names"`
 }
@@ -565,6 +642,12 @@ type genAISearch struct {
 }
 
 func phi3GenAIConfig(c Phi3Config) genAIConfig {
+	mha := c.Attention == Phi3MHA
+	inputs := genAIInputs{InputIDs: "input_ids", AttentionMask: "attention_mask",
+		PastKeyNames: "past_key_values.%d.key", PastValueNames: "past_key_values.%d.value"}
+	if mha {
+		inputs.PositionIDs = "position_ids"
+	}
 	return genAIConfig{
 		Model: genAIModel{
 			BOSTokenID:    phi3BOS,
@@ -574,7 +657,7 @@ func phi3GenAIConfig(c Phi3Config) genAIConfig {
 				Filename:          Phi3ModelFile,
 				HeadSize:          c.HeadDim,
 				HiddenSize:        c.Hidden,
-				Inputs:            genAIInputs{"input_ids", "attention_mask", "past_key_values.%d.key", "past_key_values.%d.value"},
+				Inputs:            inputs,
 				Outputs:           genAIOutputs{"logits", "present.%d.key", "present.%d.value"},
 				NumAttentionHeads: c.Heads,
 				NumHiddenLayers:   c.Layers,
@@ -587,7 +670,7 @@ func phi3GenAIConfig(c Phi3Config) genAIConfig {
 		},
 		Search: genAISearch{
 			EarlyStopping: true, LengthPenalty: 1, MaxLength: c.ContextLength, NumBeams: 1, NumReturnSequences: 1,
-			PastPresentShareBuffer: true, RepetitionPenalty: 1, Temperature: 1, TopK: 1, TopP: 1,
+			PastPresentShareBuffer: !mha, RepetitionPenalty: 1, Temperature: 1, TopK: 1, TopP: 1,
 		},
 	}
 }

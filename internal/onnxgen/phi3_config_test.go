@@ -49,6 +49,10 @@ func TestPhi3ConfigValidate(t *testing.T) {
 		{"block does not divide hidden", with(func(c *Phi3Config) { c.Precision, c.BlockSize = Phi3Int4, 128 }), false},
 		{"block size ignored in fp32", with(func(c *Phi3Config) { c.BlockSize = 48 }), true},
 		{"accuracy level 5", with(func(c *Phi3Config) { c.Precision, c.AccuracyLevel = Phi3Int4, 5 }), false},
+		{"gqa", with(func(c *Phi3Config) { c.Attention = Phi3GQA }), true},
+		{"mha with as many kv heads as heads", with(func(c *Phi3Config) { c.Attention, c.KVHeads = Phi3MHA, 4 }), true},
+		{"mha with fewer kv heads", with(func(c *Phi3Config) { c.Attention = Phi3MHA }), false},
+		{"unknown attention", with(func(c *Phi3Config) { c.Attention = "flash" }), false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -140,10 +144,14 @@ func TestPhi3Sizes(t *testing.T) {
 // match golden copies, the tokenizer is Phi-3's, and the tokenizer config
 // differs from the embedded one only in its chat template.
 func TestWritePhi3Dir(t *testing.T) {
-	for _, precision := range []string{Phi3FP32, Phi3Int4} {
-		t.Run(precision, func(t *testing.T) {
+	for _, variant := range []string{Phi3FP32, Phi3Int4, Phi3MHA} {
+		t.Run(variant, func(t *testing.T) {
 			c := Phi3Tiny()
-			c.Precision = precision
+			if variant == Phi3MHA {
+				c.Attention, c.KVHeads = Phi3MHA, c.Heads
+			} else {
+				c.Precision = variant
+			}
 			dir := t.TempDir()
 			if err := WritePhi3Dir(dir, c); err != nil {
 				t.Fatal(err)
@@ -163,7 +171,7 @@ func TestWritePhi3Dir(t *testing.T) {
 				t.Errorf("%s is %d bytes: weights were stored inline", Phi3ModelFile, len(model))
 			}
 			for _, name := range []string{Phi3GenAIConfigFile, Phi3HFConfigFile} {
-				golden(t, filepath.Join(dir, name), filepath.Join("testdata", "phi3_tiny_"+precision+"_"+name))
+				golden(t, filepath.Join(dir, name), filepath.Join("testdata", "phi3_tiny_"+variant+"_"+name))
 			}
 			tok, err := os.ReadFile(filepath.Join(dir, Phi3TokenizerFile))
 			if err != nil {

@@ -6,7 +6,9 @@ import "math"
 // model over one sequence, written from the Hugging Face Phi-3 definition
 // rather than from the graph: RMS norms, packed QKV, rotary embeddings in
 // the non-interleaved (rotate-half) form, causal grouped-query attention and
-// the SiLU-gated MLP. In int4 it uses the dequantized weights.
+// the SiLU-gated MLP. In int4 it uses the dequantized weights. It is the
+// reference of both attention layouts (Phi3GQA and Phi3MHA compute the same
+// function of the same weights).
 type phi3Reference struct {
 	c Phi3Config
 	w *phi3Weights
@@ -18,7 +20,7 @@ type phi3Trace struct {
 	// logits is [S][VocabSize].
 	logits [][]float64
 	// keys and values are [layer][kv head][position][HeadDim], keys after
-	// the rotary embedding, as GroupQueryAttention stores them.
+	// the rotary embedding, as both layouts' presents hold them.
 	keys, values [][][][]float64
 }
 

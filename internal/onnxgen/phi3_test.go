@@ -24,6 +24,9 @@ type phi3Runner struct {
 
 func phi3Inputs(c Phi3Config) []string {
 	names := []string{"input_ids", "attention_mask"}
+	if c.Attention == Phi3MHA {
+		names = append(names, "position_ids")
+	}
 	for i := range c.Layers {
 		names = append(names, fmt.Sprintf("past_key_values.%d.key", i), fmt.Sprintf("past_key_values.%d.value", i))
 	}
