@@ -14,7 +14,7 @@ import (
 
 // Defaults of DeployOptions.
 const (
-	// DefaultImage is the modelserver image CPU Chainlets build on.
+	// DefaultImage is the modelserver image built from Dockerfile, which CPU Chainlets build on.
 	DefaultImage = "modelserver:latest"
 	// DefaultCUDAImage is the modelserver image built from Dockerfile.cuda,
 	// which GPU Chainlets build on.
