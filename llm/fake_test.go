@@ -173,6 +173,23 @@ func newFakeEngine(t *testing.T, dec *fakeDecoder, det detokenizer, cfg schedule
 }
 
 // collect reads a stream to its end.
+// generateAll starts every request at once, so they share batches, and
+// returns each one's outcome.
+func generateAll(t *testing.T, e *Engine, reqs []Request) []outcome {
+	t.Helper()
+	outcomes := make([]outcome, len(reqs))
+	var wg sync.WaitGroup
+	for i, req := range reqs {
+		s, err := e.Generate(context.Background(), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Go(func() { outcomes[i] = summarise(t, collect(t, s)) })
+	}
+	wg.Wait()
+	return outcomes
+}
+
 func collect(t *testing.T, s *Stream) []Event {
 	t.Helper()
 	var events []Event

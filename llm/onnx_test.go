@@ -330,16 +330,7 @@ func TestEngineBatchedEqualsAlone(t *testing.T) {
 				t.Fatalf("alone %d: %+v", i, alone[i])
 			}
 		}
-		batched := make([]outcome, len(reqs))
-		var wg sync.WaitGroup
-		for i, req := range reqs {
-			s, err := e.Generate(context.Background(), req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			wg.Go(func() { batched[i] = summarise(t, collect(t, s)) })
-		}
-		wg.Wait()
+		batched := generateAll(t, e, reqs)
 		for i := range reqs {
 			if !slices.Equal(batched[i].tokens, alone[i].tokens) || batched[i].text != alone[i].text {
 				t.Errorf("request %d: batched %v %q, alone %v %q", i, batched[i].tokens, batched[i].text, alone[i].tokens, alone[i].text)

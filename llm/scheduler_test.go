@@ -41,16 +41,7 @@ func TestBatchedEqualsAlone(t *testing.T) {
 	}
 	dec := newFakeDecoder(64, 4, 128)
 	e := newFakeEngine(t, dec, nil, schedulerConfig{prefillChunk: 4})
-	batched := make([]outcome, len(reqs))
-	var wg sync.WaitGroup
-	for i, req := range reqs {
-		s, err := e.Generate(context.Background(), req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		wg.Go(func() { batched[i] = summarise(t, collect(t, s)) })
-	}
-	wg.Wait()
+	batched := generateAll(t, e, reqs)
 	for i := range reqs {
 		if !slices.Equal(batched[i].tokens, alone[i].tokens) {
 			t.Errorf("request %d: batched %v, alone %v", i, batched[i].tokens, alone[i].tokens)
