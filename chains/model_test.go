@@ -1,23 +1,14 @@
 package chains_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/binary"
-	"fmt"
-	"io"
 	"math"
-	"net"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
 	"testing"
-	"time"
 
 	"github.com/modelserver/modelserver/chains"
-	"github.com/modelserver/modelserver/internal/testort"
+	"github.com/modelserver/modelserver/internal/testbin"
 	"github.com/modelserver/modelserver/tensor"
 )
 
@@ -59,61 +50,7 @@ func TestModelChainletONNX(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs modelserver")
 	}
-	lib := testort.Library(t)
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("no go tool on PATH")
-	}
-	bin := filepath.Join(t.TempDir(), "modelserver")
-	if out, err := exec.Command(goTool, "build", "-o", bin, "../cmd/modelserver").CombinedOutput(); err != nil {
-		t.Fatalf("building modelserver: %v\n%s", err, out)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	cmd := exec.Command(bin, "--host", "127.0.0.1", "--port", fmt.Sprint(port), "--grpc-port", "0", "--onnxruntime-lib", lib)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	logs := make(chan string, 1)
-	go func() {
-		var b strings.Builder
-		s := bufio.NewScanner(stderr)
-		for s.Scan() {
-			b.WriteString(s.Text() + "\n")
-		}
-		logs <- b.String()
-	}()
-	t.Cleanup(func() {
-		cmd.Process.Signal(os.Interrupt)
-		out := <-logs
-		cmd.Wait()
-		if t.Failed() {
-			t.Logf("modelserver:\n%s", out)
-		}
-	})
-	url := fmt.Sprintf("http://127.0.0.1:%d%s", port, chains.PredictPath)
-	c := &http.Client{Timeout: time.Second}
-	defer c.CloseIdleConnections()
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if resp, err := c.Get(url); err == nil {
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("modelserver never became ready")
-		}
-	}
+	url := testbin.Modelserver(t) + chains.PredictPath
 
 	c2, err := chains.New(&Classify{}, chains.ModelChainlet{Name: "MLP", Model: "mlp-classifier"})
 	if err != nil {

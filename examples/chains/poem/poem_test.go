@@ -1,17 +1,13 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -24,6 +20,7 @@ import (
 	"github.com/modelserver/modelserver/chains"
 	"github.com/modelserver/modelserver/engine"
 	"github.com/modelserver/modelserver/internal/onnxgen"
+	"github.com/modelserver/modelserver/internal/testbin"
 	"github.com/modelserver/modelserver/internal/testort"
 	"github.com/modelserver/modelserver/llm"
 	"github.com/modelserver/modelserver/openai"
@@ -166,82 +163,14 @@ func TestRemoteAgainstModelserverTinyPhi3(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds modelserver and serves an LLM")
 	}
-	lib := testort.Library(t)
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("no go tool on PATH")
-	}
-	dir := t.TempDir()
-	model := filepath.Join(dir, "phi3")
+	model := filepath.Join(t.TempDir(), "phi3")
 	if err := onnxgen.WritePhi3Dir(model, onnxgen.Phi3Tiny()); err != nil {
 		t.Fatal(err)
 	}
-	bin := filepath.Join(dir, "modelserver")
-	if out, err := exec.Command(goTool, "build", "-o", bin, "../../../cmd/modelserver").CombinedOutput(); err != nil {
-		t.Fatalf("building modelserver: %v\n%s", err, out)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	cmd := exec.Command(bin, "--model", model, "--host", "127.0.0.1", "--port", fmt.Sprint(port), "--grpc-port", "0", "--onnxruntime-lib", lib)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan string, 1)
-	go func() {
-		var lines []string
-		s := bufio.NewScanner(stderr)
-		for s.Scan() {
-			lines = append(lines, s.Text())
-		}
-		cmd.Wait()
-		exited <- strings.Join(lines, "\n")
-	}()
-	t.Cleanup(func() {
-		cmd.Process.Signal(os.Interrupt)
-		<-exited
-	})
-	url := fmt.Sprintf("http://127.0.0.1:%d%s", port, chains.PredictPath)
-	if out, ok := waitReady(t, url, exited); !ok {
-		t.Fatalf("modelserver did not serve the tiny Phi-3 directory:\n%s", out)
-	}
+	url := testbin.Modelserver(t, "--model", model) + chains.PredictPath
 	poem := servePoem(t, url)
 	got, err := poem.RunRemote(testContext(t), PoemInput{Words: seedWords})
 	if err != nil || len(got) != len(seedWords) {
 		t.Fatalf("RunRemote = %q, %v; want %d poems", got, err, len(seedWords))
 	}
-}
-
-// waitReady polls readiness until modelserver answers 200; it reports the
-// server's output instead when the process exits first.
-func waitReady(t *testing.T, url string, exited chan string) (string, bool) {
-	t.Helper()
-	c := &http.Client{Timeout: 2 * time.Second}
-	defer c.CloseIdleConnections()
-	deadline := time.Now().Add(90 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case out := <-exited:
-			exited <- out
-			return out, false
-		default:
-		}
-		if resp, err := c.Get(url); err == nil {
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return "", true
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatal("modelserver never became ready")
-	return "", false
 }
