@@ -10,9 +10,10 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/modelserver/modelserver/internal/syncbuf"
 
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
@@ -195,7 +196,7 @@ func TestMainServesWithDynamicConfigAndEnv(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	var stdout, stderr lockedBuffer
+	var stdout, stderr syncbuf.Buffer
 	done := make(chan int, 1)
 	// The environment overrides the dynamic config; Mid serves on a free
 	// port until ctx ends.
@@ -212,28 +213,10 @@ func TestMainServesWithDynamicConfigAndEnv(t *testing.T) {
 	}
 }
 
-// lockedBuffer is an output a command writes while the test reads it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 var listeningLine = regexp.MustCompile(`listening on (\S+)`)
 
 // waitListening returns the address a served Chainlet printed.
-func waitListening(t *testing.T, out *lockedBuffer) string {
+func waitListening(t *testing.T, out *syncbuf.Buffer) string {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {

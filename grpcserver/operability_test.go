@@ -7,8 +7,9 @@ import (
 	"encoding/json"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
+
+	"github.com/modelserver/modelserver/internal/syncbuf"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
@@ -114,31 +115,13 @@ func TestAPIKeysOnEveryMethod(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log sink that tests read while the server writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 func TestRequestIDAndTraceContext(t *testing.T) {
 	rec := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
 	defer tp.Shutdown(context.Background())
 	b := batching.New(mixedEngine{}, batching.WithMaxBatchSize(8))
 	defer b.Close()
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	ts := startServer(t, Options{TracerProvider: tp, Logger: slog.New(slog.NewJSONHandler(&logs, nil))},
 		&Model{Name: "mixed", Signature: mixedSignature, Predictor: b})
 

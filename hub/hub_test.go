@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modelserver/modelserver/internal/syncbuf"
+
 	"go.uber.org/goleak"
 
 	"github.com/modelserver/modelserver/hub/hubtest"
@@ -53,7 +55,7 @@ type fixture struct {
 	hub    *hubtest.Server
 	files  []hubtest.File
 	cache  string
-	logBuf *syncBuffer
+	logBuf *syncbuf.Buffer
 }
 
 func newFixture(t *testing.T, opts hubtest.Options) *fixture {
@@ -69,7 +71,7 @@ func newFixture(t *testing.T, opts hubtest.Options) *fixture {
 	}
 	srv := hubtest.NewServer(opts)
 	t.Cleanup(srv.Close)
-	return &fixture{hub: srv, files: opts.Files, cache: t.TempDir(), logBuf: &syncBuffer{}}
+	return &fixture{hub: srv, files: opts.Files, cache: t.TempDir(), logBuf: &syncbuf.Buffer{}}
 }
 
 // client builds a client for the fixture; edit adjusts its options.
@@ -811,24 +813,6 @@ func FuzzParseRepoInfo(f *testing.F) {
 			}
 		}
 	})
-}
-
-// syncBuffer is a bytes.Buffer safe for the logger and the test to share.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // BenchmarkSnapshotDownload measures a fresh download of one 32 MiB LFS

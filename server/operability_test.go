@@ -2,7 +2,6 @@ package server
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,9 +11,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/modelserver/modelserver/internal/syncbuf"
 
 	"github.com/gorilla/websocket"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -38,25 +38,11 @@ func (doublerModel) Run(ctx context.Context, in map[string]tensor.Tensor) (map[s
 
 const predictBody = `{"x": [[1, 2]], "k": [1]}`
 
-// syncBuffer is a log sink that tests read while the server writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-// lines parses every log line as JSON.
-func (b *syncBuffer) lines(t *testing.T) []map[string]any {
+// jsonLines parses every line of a log as JSON.
+func jsonLines(t *testing.T, log string) []map[string]any {
 	t.Helper()
-	b.mu.Lock()
-	defer b.mu.Unlock()
 	var out []map[string]any
-	sc := bufio.NewScanner(bytes.NewReader(b.buf.Bytes()))
+	sc := bufio.NewScanner(strings.NewReader(log))
 	for sc.Scan() {
 		var m map[string]any
 		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
@@ -175,7 +161,7 @@ func TestAPIKeysOnWebSocket(t *testing.T) {
 }
 
 func TestRequestIDInLogsAndResponse(t *testing.T) {
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	b := batching.New(doublerModel{}, batching.WithMaxBatchSize(8))
 	defer b.Close()
 	s := New(Options{Logger: slog.New(slog.NewJSONHandler(&logs, nil)), ModelName: "doubler"})
@@ -195,7 +181,7 @@ func TestRequestIDInLogsAndResponse(t *testing.T) {
 	request(t, "GET", url+"/metrics", "", nil)
 
 	byID := map[string]map[string]any{}
-	for _, line := range logs.lines(t) {
+	for _, line := range jsonLines(t, logs.String()) {
 		if line["msg"] == "Handled request" {
 			id, _ := line["request_id"].(string)
 			byID[id] = line

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modelserver/modelserver/internal/syncbuf"
+
 	"github.com/gorilla/websocket"
 
 	"github.com/modelserver/modelserver/hub/hubtest"
@@ -440,7 +442,7 @@ func TestPhi3OfflineWithoutCache(t *testing.T) {
 			defer cancel()
 			cmd := exec.CommandContext(ctx, serverBinary, args...)
 			cmd.Env = append(append(os.Environ(), "ONNXRUNTIME_LIB="+lib), hfEnv(fake.URL(), t.TempDir(), "", tt.offline)...)
-			var stderr lockedBuffer
+			var stderr syncbuf.Buffer
 			cmd.Stderr = &stderr
 			err := cmd.Run()
 			if err == nil || cmd.ProcessState.ExitCode() != 1 {

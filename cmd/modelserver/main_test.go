@@ -13,9 +13,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/modelserver/modelserver/internal/syncbuf"
 
 	"github.com/modelserver/modelserver/internal/onnxgen"
 	"github.com/modelserver/modelserver/internal/testort"
@@ -74,26 +75,8 @@ type runningServer struct {
 	url    string
 	grpc   string // host:port of the gRPC listener
 	cmd    *exec.Cmd
-	stderr *lockedBuffer
+	stderr *syncbuf.Buffer
 	exited chan struct{} // closed when the process has exited
-}
-
-// lockedBuffer collects a running process's output while tests read it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // startServer runs modelserver with args and waits until it is ready.
@@ -110,7 +93,7 @@ func startServerEnv(t *testing.T, env []string, args ...string) *runningServer {
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, serverBinary, append([]string{"--host", "127.0.0.1", "--port", fmt.Sprint(port), "--grpc-port", fmt.Sprint(grpcPort)}, args...)...)
 	cmd.Env = append(append(os.Environ(), "ONNXRUNTIME_LIB="+ortLibrary(t)), env...)
-	stderr := &lockedBuffer{}
+	stderr := &syncbuf.Buffer{}
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -6,7 +6,6 @@
 package testbin
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -14,9 +13,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/modelserver/modelserver/internal/syncbuf"
 
 	"github.com/modelserver/modelserver/internal/testort"
 )
@@ -44,7 +44,7 @@ func Modelserver(t testing.TB, args ...string) string {
 	port := freePort(t)
 	cmd := exec.Command(bin, append([]string{"--host", "127.0.0.1", "--port", fmt.Sprint(port), "--grpc-port", "0",
 		"--onnxruntime-lib", lib, "--log-format", "text"}, args...)...)
-	log := &syncBuffer{}
+	log := &syncbuf.Buffer{}
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -98,23 +98,4 @@ func waitReady(url string, exited <-chan struct{}) bool {
 		}
 	}
 	return false
-}
-
-// syncBuffer collects the process's output, written by exec's copying
-// goroutine and read by the test.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
