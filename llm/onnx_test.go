@@ -3,6 +3,7 @@ package llm
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"math"
@@ -23,20 +24,50 @@ import (
 type tinyStyle struct {
 	name   string
 	config onnxgen.Phi3Config
+	// tolerance bounds the logit differences between two ways of computing
+	// the same sequence (cached or recomputed, batched or alone), which
+	// round differently.
+	tolerance float64
 }
+
+// Logit tolerances: float32 computation differs by float32 rounding, about
+// 1e-6 of the logits' scale (standard deviation 2) per operation. Float16
+// rounds each intermediate to 2⁻¹¹ ≈ 4.9e-4 relative, and logits near 8
+// come out of about 15 rounded intermediates, so two float16 computations
+// of one logit may differ by up to 0.06 (onnxgen's fp16 test measures about
+// 0.007 against a float64 reference). Either is far below the change a
+// wrong cache entry or position makes, about the logits' standard
+// deviation.
+const (
+	fp32Tolerance = 1e-4
+	fp16Tolerance = 0.06
+)
 
 // gqaStyle is the current export (GroupQueryAttention, shared KV buffer);
 // mhaStyle the April 2024 CPU one (MultiHeadAttention with position_ids,
-// fresh presents), which needs as many KV heads as query heads.
+// fresh presents), which needs as many KV heads as query heads. fp16Style
+// is gqaStyle in the cuda-fp16 export's format (float16 weights, KV cache
+// and logits), and fp16MHAStyle mhaStyle in float16, for the engine's
+// float16 pasts and presents outside the shared buffer.
 var (
-	gqaStyle = tinyStyle{"gqa", onnxgen.Phi3Tiny()}
-	mhaStyle = tinyStyle{"mha", func() onnxgen.Phi3Config {
-		c := onnxgen.Phi3Tiny()
-		c.KVHeads, c.Attention = c.Heads, onnxgen.Phi3MHA
-		return c
-	}()}
-	tinyStyles = []tinyStyle{gqaStyle, mhaStyle}
+	gqaStyle     = tinyStyle{"gqa", onnxgen.Phi3Tiny(), fp32Tolerance}
+	mhaStyle     = tinyStyle{"mha", tinyMHA(onnxgen.Phi3FP32), fp32Tolerance}
+	fp16Style    = tinyStyle{"fp16", tinyFP16(), fp16Tolerance}
+	fp16MHAStyle = tinyStyle{"fp16-mha", tinyMHA(onnxgen.Phi3FP16), fp16Tolerance}
+	tinyStyles   = []tinyStyle{gqaStyle, mhaStyle, fp16Style, fp16MHAStyle}
 )
+
+func tinyMHA(precision string) onnxgen.Phi3Config {
+	c := onnxgen.Phi3Tiny()
+	c.KVHeads, c.Attention, c.Precision = c.Heads, onnxgen.Phi3MHA, precision
+	return c
+}
+
+func tinyFP16() onnxgen.Phi3Config {
+	c := onnxgen.Phi3Tiny()
+	c.Precision = onnxgen.Phi3FP16
+	return c
+}
 
 // tinyModels holds each style's model, written once per test binary.
 var tinyModels struct {
@@ -119,6 +150,9 @@ func newTinyDecoder(t *testing.T, style tinyStyle, slots, maxLen, maxPrefill int
 	if want := style.config.Attention != onnxgen.Phi3MHA; dec.inPlaceKV != want {
 		t.Fatalf("%s model: in-place KV %v, want %v", style.name, dec.inPlaceKV, want)
 	}
+	if want := style.config.Precision == onnxgen.Phi3FP16; dec.fp16 != want {
+		t.Fatalf("%s model: float16 KV and logits %v, want %v", style.name, dec.fp16, want)
+	}
 	t.Cleanup(func() { dec.close() })
 	return dec
 }
@@ -167,7 +201,7 @@ func TestIncrementalEqualsRecompute(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if d := maxAbsDiff(incremental, want); d > 1e-4 {
+			if d := maxAbsDiff(incremental, want); d > style.tolerance {
 				t.Fatalf("after %d tokens: cached logits differ from a full recompute by %g", n, d)
 			}
 			if n == len(tokens) {
@@ -189,7 +223,7 @@ func TestIncrementalEqualsRecompute(t *testing.T) {
 // model with as many KV heads as the MHA one) through the same ragged
 // prefills and batched decode steps and compares every logit.
 func TestStylesAgree(t *testing.T) {
-	gqa4 := tinyStyle{"gqa-4kv", mhaStyle.config}
+	gqa4 := tinyStyle{"gqa-4kv", mhaStyle.config, fp32Tolerance}
 	gqa4.config.Attention = onnxgen.Phi3GQA
 	decs := []*onnxDecoder{newTinyDecoder(t, gqa4, 3, 32, 32), newTinyDecoder(t, mhaStyle, 3, 32, 32)}
 	prompts := [][]int32{{1, 450, 4996}, {1, 17354, 1701, 975, 278, 17366, 11203}, {1, 29889}}
@@ -226,6 +260,60 @@ func TestStylesAgree(t *testing.T) {
 	}
 }
 
+// TestFloat16AgreesWithFloat32 runs the fp16 model and the fp32 one of the
+// same seed, whose weights are the fp16 ones before rounding, through the
+// same ragged prefills and batched decode steps in each attention style.
+// The consistency tests cannot see a float16 path that scales or shifts
+// every logit alike (a wrong conversion); this one can. Rounding the
+// weights to float16 (relative error up to 2⁻¹¹) changes each logit by
+// about 2⁻¹¹·sqrt(K) of its scale per MatMul, which with the activations'
+// rounding stays within fp16Tolerance (measured: about 0.011).
+func TestFloat16AgreesWithFloat32(t *testing.T) {
+	for _, pair := range [][2]tinyStyle{{gqaStyle, fp16Style}, {mhaStyle, fp16MHAStyle}} {
+		t.Run(pair[1].name, func(t *testing.T) {
+			decs := []*onnxDecoder{newTinyDecoder(t, pair[0], 3, 32, 32), newTinyDecoder(t, pair[1], 3, 32, 32)}
+			prompts := [][]int32{{1, 450, 4996}, {1, 17354, 1701, 975, 278, 17366, 11203}, {1, 29889}}
+			var logits [2][]float32
+			var worst float64
+			compare := func(what string) {
+				t.Helper()
+				d := maxAbsDiff(logits[0], logits[1])
+				worst = max(worst, d)
+				if d > fp16Tolerance {
+					t.Errorf("%s: float16 and float32 logits differ by %g", what, d)
+				}
+			}
+			for b, p := range prompts {
+				for i, dec := range decs {
+					got, err := dec.prefill(b, p, 0)
+					if err != nil {
+						t.Fatal(err)
+					}
+					logits[i] = slices.Clone(got)
+				}
+				compare(fmt.Sprintf("prefill %d", b))
+			}
+			tokens := []int32{100, 200, 300}
+			lens := []int32{3, 7, 2}
+			for step := range 4 {
+				for i, dec := range decs {
+					got, err := dec.decode(tokens, lens)
+					if err != nil {
+						t.Fatal(err)
+					}
+					logits[i] = slices.Clone(got)
+				}
+				compare(fmt.Sprintf("decode step %d", step))
+				for b := range lens {
+					tokens[b] += 7
+					lens[b]++
+				}
+			}
+			t.Logf("largest difference %g", worst)
+		})
+	}
+}
+
 // TestDecodeAfterSlotsChange decodes a batch over several steps (which
 // the MHA layout chains, reusing the last run's presents), replaces one
 // row's sequence by a prefill of the same length, then moves a row, and
@@ -243,7 +331,7 @@ func TestDecodeAfterSlotsChange(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if d := maxAbsDiff(logits[b*v:(b+1)*v], want); d > 1e-4 {
+				if d := maxAbsDiff(logits[b*v:(b+1)*v], want); d > style.tolerance {
 					t.Errorf("%s, row %d: logits differ from a recompute by %g", what, b, d)
 				}
 			}
@@ -302,7 +390,7 @@ func TestMoveKeepsCache(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if d := maxAbsDiff(got, want); d > 1e-4 {
+		if d := maxAbsDiff(got, want); d > style.tolerance {
 			t.Errorf("logits after a move differ by %g", d)
 		}
 	})
@@ -550,11 +638,13 @@ func TestFloat16ToFloat32(t *testing.T) {
 }
 
 func TestOpenSizesSlotsToTheKVBudget(t *testing.T) {
-	// Tiny model: 2 layers, 2 KV heads of 16, 256 tokens of float32. The
-	// MHA one has 4 KV heads and needs its slots three times over (the
-	// cache, a full batch's pasts and presents) and two more for prefills.
+	// Tiny model: 2 layers, 2 KV heads of 16, 256 tokens of float32 (the
+	// fp16 one of float16, half the bytes). The MHA one has 4 KV heads and
+	// needs its slots three times over (the cache, a full batch's pasts and
+	// presents) and two more for prefills.
 	slot := kvBytes(2, 1, 2, 256, 16, 4)
 	mhaSlot := kvBytes(2, 1, 4, 256, 16, 4)
+	fp16Slot := kvBytes(2, 1, 2, 256, 16, 2)
 	tests := []struct {
 		name      string
 		style     tinyStyle
@@ -570,6 +660,8 @@ func TestOpenSizesSlotsToTheKVBudget(t *testing.T) {
 		{"mha budget for two", mhaStyle, Options{MaxKVCacheBytes: 8*mhaSlot + mhaSlot/2}, 2, ""},
 		{"mha scratch counted", mhaStyle, Options{MaxKVCacheBytes: 5*mhaSlot - 1}, 0, "lower max_context"},
 		{"mha explicit over budget", mhaStyle, Options{MaxSequences: 2, MaxKVCacheBytes: 8*mhaSlot - 1}, 0, "lower max_sequences"},
+		{"fp16 budget for three", fp16Style, Options{MaxKVCacheBytes: 3*fp16Slot + fp16Slot/2}, 3, ""},
+		{"fp16 not even one", fp16Style, Options{MaxKVCacheBytes: fp16Slot - 1}, 0, "lower max_context"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

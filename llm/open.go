@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path/filepath"
 
+	"github.com/modelserver/modelserver/internal/onnxpb"
 	"github.com/modelserver/modelserver/llm/chattemplate"
 	"github.com/modelserver/modelserver/llm/tokenizer"
 )
@@ -30,10 +31,15 @@ func Open(dir string, opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	// The bound assumes float32; a float16 cache takes half. Without
-	// GroupQueryAttention the decode batch's pasts and presents take up to
-	// twice the cache, and a prefill's two slots more.
-	slotBytes := kvBytes(d.NumHiddenLayers, 1, d.NumKeyValueHeads, opts.MaxContext, d.HeadSize, 4)
+	// The cache holds the logits' element type (newONNXDecoder checks the
+	// KV tensors match it). Without GroupQueryAttention the decode batch's
+	// pasts and presents take up to twice the cache, and a prefill's two
+	// slots more.
+	elemSize := 4
+	if graph.outputs[d.Outputs.Logits].elem == onnxpb.TensorProto_FLOAT16 {
+		elemSize = 2
+	}
+	slotBytes := kvBytes(d.NumHiddenLayers, 1, d.NumKeyValueHeads, opts.MaxContext, d.HeadSize, elemSize)
 	perSequence, fixed := slotBytes, int64(0)
 	if !graph.inPlaceKV {
 		perSequence, fixed = 3*slotBytes, 2*slotBytes
@@ -82,7 +88,7 @@ func Open(dir string, opts Options) (*Engine, error) {
 	opts.Logger.Info("llm engine ready", "model", name, "layers", d.NumHiddenLayers, "kv_heads", d.NumKeyValueHeads,
 		"head_size", d.HeadSize, "vocab", dec.vocabSize(), "fp16", dec.fp16, "in_place_kv", dec.inPlaceKV, "max_sequences", opts.MaxSequences,
 		"max_context", opts.MaxContext, "prefill_chunk", opts.PrefillChunk, "queue_size", opts.QueueSize,
-		"kv_cache_mib", (kvTotal*int64(dec.elemSize)/4)>>20)
+		"kv_cache_mib", kvTotal>>20)
 	sched := newScheduler(dec, tokenText{tok}, schedulerConfig{
 		contextLength: opts.MaxContext,
 		queueSize:     opts.QueueSize,

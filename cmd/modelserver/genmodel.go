@@ -16,7 +16,7 @@ func runGenPhi3(args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	out := fs.String("out", "", "directory to write the model into (created if missing; required)")
 	preset := fs.String("preset", "tiny", "model size: tiny (2 layers of 64, for tests) or mid (8 layers of 1024, about 160M parameters, for benchmarks)")
-	precision := fs.String("precision", onnxgen.Phi3FP32, "weight format: fp32 or int4 (MatMulNBits, block 32, as the CPU export)")
+	precision := fs.String("precision", onnxgen.Phi3FP32, "weight format: fp32, int4 (MatMulNBits, block 32, as the CPU export) or fp16 (float16 weights, KV cache and logits, as the cuda-fp16 export)")
 	attention := fs.String("attention", onnxgen.Phi3GQA, "graph style: gqa (GroupQueryAttention, shared KV buffer, the current export) or mha (MultiHeadAttention with position_ids, the April 2024 CPU export; as many KV heads as query heads)")
 	seed := fs.Uint64("seed", 0, "selects the random weights")
 	context := fs.Int("context", 0, "context length, the most tokens of a sequence (default: the preset's, 4096 tiny, 2048 mid)")

@@ -251,3 +251,89 @@ func int64Tensor(shape []int64, v []int64) tensor.Tensor {
 	}
 	return tensor.Tensor{DType: tensor.Int64, Shape: shape, Data: data}
 }
+
+// maxFloat16 is the largest finite float16 value.
+const maxFloat16 = 65504
+
+// floatTensor returns v as a tensor of dt, Float32 or Float16 (rounded to
+// nearest, ties to even).
+func floatTensor(dt tensor.DType, shape []int64, v []float32) tensor.Tensor {
+	if dt != tensor.Float16 {
+		return float32Tensor(shape, v)
+	}
+	data := make([]byte, 0, 2*len(v))
+	for _, x := range v {
+		data = binary.LittleEndian.AppendUint16(data, float32ToFloat16(x))
+	}
+	return tensor.Tensor{DType: tensor.Float16, Shape: shape, Data: data}
+}
+
+// roundToFloat16 rounds each value of v to the nearest float16 value.
+func roundToFloat16(v []float32) {
+	for i, x := range v {
+		v[i] = float16ToFloat32(float32ToFloat16(x))
+	}
+}
+
+// float32ToFloat16 converts v to IEEE 754 half precision, rounding to
+// nearest with ties to even; values beyond the float16 range become
+// infinities and NaNs stay NaNs.
+func float32ToFloat16(v float32) uint16 {
+	bits := math.Float32bits(v)
+	sign := uint16(bits>>16) & 0x8000
+	exp := int(bits>>23) & 0xff
+	mant := bits & 0x7fffff
+	switch {
+	case exp == 0xff && mant != 0:
+		return sign | 0x7e00
+	case exp == 0xff:
+		return sign | 0x7c00
+	}
+	e := exp - 127 + 15
+	if e >= 0x1f {
+		return sign | 0x7c00
+	}
+	if e <= 0 {
+		// A subnormal float16 (or zero): the implicit leading 1 joins the
+		// mantissa, shifted right by 1-e more places.
+		if e < -10 {
+			return sign
+		}
+		mant |= 0x800000
+		shift := uint(14 - e)
+		half := mant >> shift
+		rest := mant & (1<<shift - 1)
+		if mid := uint32(1) << (shift - 1); rest > mid || rest == mid && half&1 == 1 {
+			half++
+		}
+		return sign | uint16(half)
+	}
+	half := uint32(e)<<10 | mant>>13
+	// Rounding up may carry into the exponent, which is still correct
+	// (up to infinity).
+	if rest := mant & 0x1fff; rest > 0x1000 || rest == 0x1000 && half&1 == 1 {
+		half++
+	}
+	return sign | uint16(half)
+}
+
+// float16ToFloat32 converts an IEEE 754 half-precision value exactly.
+func float16ToFloat32(h uint16) float32 {
+	sign := uint32(h&0x8000) << 16
+	exp := uint32(h>>10) & 0x1f
+	mant := uint32(h & 0x3ff)
+	switch {
+	case exp == 0x1f:
+		return math.Float32frombits(sign | 0x7f800000 | mant<<13)
+	case exp == 0 && mant == 0:
+		return math.Float32frombits(sign)
+	case exp == 0:
+		// Subnormal: mant·2⁻²⁴.
+		v := float32(mant) / (1 << 24)
+		if sign != 0 {
+			v = -v
+		}
+		return v
+	}
+	return math.Float32frombits(sign | (exp+127-15)<<23 | mant<<13)
+}

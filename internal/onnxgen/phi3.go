@@ -14,7 +14,7 @@ import (
 	"github.com/modelserver/modelserver/tensor"
 )
 
-// Phi-3 precisions: the weight formats of the onnxruntime-genai CPU exports.
+// Phi-3 precisions: the weight formats of the onnxruntime-genai exports.
 const (
 	// Phi3FP32 stores every weight as float32 and multiplies with MatMul.
 	Phi3FP32 = "fp32"
@@ -22,6 +22,11 @@ const (
 	// 4-bit blocks (round to nearest, float32 scales) run by com.microsoft
 	// MatMulNBits; the embedding table stays float32.
 	Phi3Int4 = "int4"
+	// Phi3FP16 is the format of the cuda-fp16 export: every weight, the
+	// rotary caches, the past and present keys and values and the logits
+	// are float16, and the graph computes in float16 (MatMul, not
+	// MatMulNBits). ONNX Runtime's CPU provider runs it too, more slowly.
+	Phi3FP16 = "fp16"
 )
 
 // Phi-3 attention layouts: the two graph styles of the onnxruntime-genai
@@ -112,28 +117,29 @@ type Phi3Config struct {
 	// rotary cos/sin caches and genai_config's context_length and
 	// search.max_length.
 	ContextLength int
-	// Precision is Phi3FP32 or Phi3Int4.
+	// Precision is Phi3FP32, Phi3Int4 or Phi3FP16.
 	Precision string
 	// Attention is Phi3GQA (also when empty) or Phi3MHA. The weights do not
 	// depend on it: with KVHeads == Heads both layouts compute the same
 	// logits.
 	Attention string
 	// BlockSize is the int4 quantization block along K: a power of two of
-	// at least 16 that divides Hidden and Intermediate. Unused in fp32.
+	// at least 16 that divides Hidden and Intermediate. Unused in fp32 and
+	// fp16.
 	BlockSize int
 	// AccuracyLevel is MatMulNBits' accuracy_level in int4: 0 or 1 computes
 	// in float32, 4 quantizes the activations to int8 (faster on CPUs, less
-	// exact). Unused in fp32.
+	// exact). Unused in fp32 and fp16.
 	AccuracyLevel int
-	// Seed selects the weights. The fp32 and int4 models of one seed and size
-	// share their weights before quantization.
+	// Seed selects the weights. The models of one seed and size share their
+	// weights before quantization or rounding to float16.
 	Seed uint64
 }
 
 // Phi3Tiny returns the size of the test model: 2 layers of width 64, 4 query
 // and 2 key/value heads of 16, an MLP of 128, 4096 tokens of context and
 // Phi-3-mini's vocabulary, in float32. Its weights take 17 MB (10 MB in
-// int4), most of it the embedding table and lm_head.
+// int4, 8 MB in fp16), most of it the embedding table and lm_head.
 func Phi3Tiny() Phi3Config {
 	return Phi3Config{
 		VocabSize: 32064, Hidden: 64, Layers: 2, Heads: 4, KVHeads: 2, HeadDim: 16,
@@ -179,7 +185,7 @@ func (c Phi3Config) Validate() error {
 		return bad("%d parameters: at most %d", c.Params(), maxPhi3Params)
 	}
 	switch c.Precision {
-	case Phi3FP32:
+	case Phi3FP32, Phi3FP16:
 	case Phi3Int4:
 		switch {
 		case c.BlockSize < 16 || c.BlockSize&(c.BlockSize-1) != 0:
@@ -190,7 +196,7 @@ func (c Phi3Config) Validate() error {
 			return bad("accuracy level %d: must be 0 to 4", c.AccuracyLevel)
 		}
 	default:
-		return bad("precision %q: want %q or %q", c.Precision, Phi3FP32, Phi3Int4)
+		return bad("precision %q: want %q, %q or %q", c.Precision, Phi3FP32, Phi3Int4, Phi3FP16)
 	}
 	return nil
 }
@@ -205,7 +211,8 @@ func (c Phi3Config) Params() int64 {
 
 // matrix is a weight of a MatMul, row-major [rows=K, cols=N], multiplied as
 // x[…, K]·w. In int4 the values are the dequantized weights, and packed and
-// scales hold MatMulNBits' inputs.
+// scales hold MatMulNBits' inputs. In fp16 the values are rounded to
+// float16.
 type matrix struct {
 	rows, cols int
 	values     []float32
@@ -223,7 +230,9 @@ type phi3Layer struct {
 	qkv, o, gate, up, down *matrix
 }
 
-// phi3Weights holds a whole model's weights.
+// phi3Weights holds a whole model's weights, in fp16 each rounded to
+// float16 (so that a reference computing with them uses the model's very
+// weights).
 type phi3Weights struct {
 	embed     []float32 // [VocabSize, Hidden]
 	layers    []phi3Layer
@@ -247,21 +256,28 @@ func newPhi3Weights(c Phi3Config) *phi3Weights {
 		}
 		return v
 	}
+	fp16 := c.Precision == Phi3FP16
+	round := func(v []float32) []float32 {
+		if fp16 {
+			roundToFloat16(v)
+		}
+		return v
+	}
 	gamma := func() []float32 {
 		v := normal(c.Hidden, 0.1)
 		for i := range v {
 			v[i]++
 		}
-		return v
+		return round(v)
 	}
 	newMatrix := func(rows, cols int, std float64) *matrix {
-		m := &matrix{rows: rows, cols: cols, values: normal(rows*cols, std)}
+		m := &matrix{rows: rows, cols: cols, values: round(normal(rows*cols, std))}
 		if c.Precision == Phi3Int4 {
 			m.quantize(c.BlockSize)
 		}
 		return m
 	}
-	w := &phi3Weights{embed: normal(c.VocabSize*c.Hidden, 1)}
+	w := &phi3Weights{embed: round(normal(c.VocabSize*c.Hidden, 1))}
 	clear(w.embed[phi3TokenizerVocab*c.Hidden:])
 	kvWidth := c.KVHeads * c.HeadDim
 	for range c.Layers {
@@ -281,7 +297,7 @@ func newPhi3Weights(c Phi3Config) *phi3Weights {
 	for k := range c.Hidden {
 		clear(lm[k*c.VocabSize+phi3TokenizerVocab : (k+1)*c.VocabSize])
 	}
-	w.lmHead = &matrix{rows: c.Hidden, cols: c.VocabSize, values: lm}
+	w.lmHead = &matrix{rows: c.Hidden, cols: c.VocabSize, values: round(lm)}
 	if c.Precision == Phi3Int4 {
 		w.lmHead.quantize(c.BlockSize)
 	}
@@ -294,6 +310,8 @@ func newPhi3Weights(c Phi3Config) *phi3Weights {
 			w.sin[p*half+i] = float32(math.Sin(angle))
 		}
 	}
+	round(w.cos)
+	round(w.sin)
 	return w
 }
 
@@ -340,15 +358,18 @@ func abs32(v float32) float32 { return float32(math.Abs(float64(v))) }
 //	         attention_mask int64 [batch_size, total_sequence_length]
 //	         position_ids int64 [batch_size, sequence_length]
 //	         past_key_values.%d.key, past_key_values.%d.value
-//	             float32 [batch_size, KVHeads, past_sequence_length, HeadDim]
-//	outputs: logits float32 [batch_size, sequence_length, VocabSize]
+//	             io [batch_size, KVHeads, past_sequence_length, HeadDim]
+//	outputs: logits io [batch_size, sequence_length, VocabSize]
 //	         present.%d.key, present.%d.value
-//	             float32 [batch_size, KVHeads, total_sequence_length, HeadDim]
+//	             io [batch_size, KVHeads, total_sequence_length, HeadDim]
+//
+// where io is float16 in Phi3FP16 and float32 otherwise.
 func phi3Graph(c Phi3Config, w *phi3Weights) *Builder {
 	b := NewBuilder("phi3", opset)
 	b.ImportDomain(microsoftDomain, 1)
 	batch, seq, total, past := Sym("batch_size"), Sym("sequence_length"), Sym("total_sequence_length"), Sym("past_sequence_length")
 	kv, hd := Fixed(int64(c.KVHeads)), Fixed(int64(c.HeadDim))
+	io := c.ioType()
 	b.Input("input_ids", tensor.Int64, batch, seq)
 	b.Input("attention_mask", tensor.Int64, batch, total)
 	mha := c.Attention == Phi3MHA
@@ -356,19 +377,19 @@ func phi3Graph(c Phi3Config, w *phi3Weights) *Builder {
 		b.Input("position_ids", tensor.Int64, batch, seq)
 	}
 	for i := range c.Layers {
-		b.Input(fmt.Sprintf("past_key_values.%d.key", i), tensor.Float32, batch, kv, past, hd)
-		b.Input(fmt.Sprintf("past_key_values.%d.value", i), tensor.Float32, batch, kv, past, hd)
+		b.Input(fmt.Sprintf("past_key_values.%d.key", i), io, batch, kv, past, hd)
+		b.Input(fmt.Sprintf("past_key_values.%d.value", i), io, batch, kv, past, hd)
 	}
-	b.Output("logits", tensor.Float32, batch, seq, Fixed(int64(c.VocabSize)))
+	b.Output("logits", io, batch, seq, Fixed(int64(c.VocabSize)))
 	for i := range c.Layers {
-		b.Output(fmt.Sprintf("present.%d.key", i), tensor.Float32, batch, kv, total, hd)
-		b.Output(fmt.Sprintf("present.%d.value", i), tensor.Float32, batch, kv, total, hd)
+		b.Output(fmt.Sprintf("present.%d.key", i), io, batch, kv, total, hd)
+		b.Output(fmt.Sprintf("present.%d.value", i), io, batch, kv, total, hd)
 	}
 
 	b.Initializer("one_i64", int64Tensor(nil, []int64{1}))
 	b.Initializer("axis_1", int64Tensor([]int64{1}, []int64{1}))
 	if mha {
-		phi3CausalBias(b)
+		phi3CausalBias(b, io)
 		kvWidth := int64(c.KVHeads * c.HeadDim)
 		b.Initializer("qkv_split", int64Tensor([]int64{3}, []int64{int64(c.Hidden), kvWidth, kvWidth}))
 	} else {
@@ -381,13 +402,13 @@ func phi3Graph(c Phi3Config, w *phi3Weights) *Builder {
 		b.Node("Gather", []string{"mask_shape", "one_i64"}, []string{"total_seq_len_i64"}, Int("axis", 0))
 		b.Node("Cast", []string{"total_seq_len_i64"}, []string{"total_seq_len"}, Int("to", int64(onnxpb.TensorProto_INT32)))
 	}
-	b.Initializer("cos_cache", float32Tensor([]int64{int64(c.ContextLength), int64(c.HeadDim / 2)}, w.cos))
-	b.Initializer("sin_cache", float32Tensor([]int64{int64(c.ContextLength), int64(c.HeadDim / 2)}, w.sin))
+	b.Initializer("cos_cache", floatTensor(io, []int64{int64(c.ContextLength), int64(c.HeadDim / 2)}, w.cos))
+	b.Initializer("sin_cache", floatTensor(io, []int64{int64(c.ContextLength), int64(c.HeadDim / 2)}, w.sin))
 
-	b.Initializer("model.embed_tokens.weight", float32Tensor([]int64{int64(c.VocabSize), int64(c.Hidden)}, w.embed))
+	b.Initializer("model.embed_tokens.weight", floatTensor(io, []int64{int64(c.VocabSize), int64(c.Hidden)}, w.embed))
 	b.Node("Gather", []string{"model.embed_tokens.weight", "input_ids"}, []string{"embeddings"})
 	eps := Float("epsilon", phi3RMSEpsilon)
-	b.Initializer("model.layers.0.input_layernorm.weight", float32Tensor([]int64{int64(c.Hidden)}, w.layers[0].inputNorm))
+	b.Initializer("model.layers.0.input_layernorm.weight", floatTensor(io, []int64{int64(c.Hidden)}, w.layers[0].inputNorm))
 	b.Node("SimplifiedLayerNormalization", []string{"embeddings", "model.layers.0.input_layernorm.weight"},
 		[]string{"model.layers.0.input_layernorm.output"}, Int("axis", -1), eps, Int("stash_type", 1))
 	x, residual := "model.layers.0.input_layernorm.output", "embeddings"
@@ -415,7 +436,7 @@ func phi3Graph(c Phi3Config, w *phi3Weights) *Builder {
 				scale, Int("do_rotary", 1), Int("rotary_interleaved", 0))
 		}
 		o := linear(b, c, p+"attn.o_proj", p+"attn.output", l.o)
-		b.Initializer(p+"post_attention_layernorm.weight", float32Tensor([]int64{int64(c.Hidden)}, l.postAttentionNorm))
+		b.Initializer(p+"post_attention_layernorm.weight", floatTensor(io, []int64{int64(c.Hidden)}, l.postAttentionNorm))
 		b.DomainNode(microsoftDomain, "SkipSimplifiedLayerNormalization", []string{o, residual, p + "post_attention_layernorm.weight"},
 			[]string{p + "post_attention_layernorm.output", "", "", p + "post_attention_layernorm.residual"}, eps)
 		x, residual = p+"post_attention_layernorm.output", p+"post_attention_layernorm.residual"
@@ -433,7 +454,7 @@ func phi3Graph(c Phi3Config, w *phi3Weights) *Builder {
 		if i+1 < c.Layers {
 			norm, name = w.layers[i+1].inputNorm, fmt.Sprintf("model.layers.%d.input_layernorm", i+1)
 		}
-		b.Initializer(name+".weight", float32Tensor([]int64{int64(c.Hidden)}, norm))
+		b.Initializer(name+".weight", floatTensor(io, []int64{int64(c.Hidden)}, norm))
 		b.DomainNode(microsoftDomain, "SkipSimplifiedLayerNormalization", []string{down, residual, name + ".weight"},
 			[]string{name + ".output", "", "", name + ".residual"}, eps)
 		x, residual = name+".output", name+".residual"
@@ -444,15 +465,19 @@ func phi3Graph(c Phi3Config, w *phi3Weights) *Builder {
 
 // phi3CausalBias adds the nodes that expand the 2D attention mask [batch,
 // total] into MultiHeadAttention's additive attention_bias [batch, 1, seq,
-// total]: query i (at position total-seq+i) may attend to key j when j ≤
-// total-seq+i and the mask holds 1 at j; elsewhere the bias is float32's
-// lowest value, so the key's weight is exactly 0. The mask may hold 0s
-// anywhere, so a batch's pasts can be right-padded to a common length.
-func phi3CausalBias(b *Builder) {
+// total] of type io: query i (at position total-seq+i) may attend to key j
+// when j ≤ total-seq+i and the mask holds 1 at j; elsewhere the bias is io's
+// lowest finite value, so the key's weight is exactly 0. The mask may hold
+// 0s anywhere, so a batch's pasts can be right-padded to a common length.
+func phi3CausalBias(b *Builder, io tensor.DType) {
 	b.Initializer("zero_i64", int64Tensor(nil, []int64{0}))
 	b.Initializer("axes_1_2", int64Tensor([]int64{2}, []int64{1, 2}))
-	b.Initializer("zero_f32", float32Tensor(nil, []float32{0}))
-	b.Initializer("lowest_f32", float32Tensor(nil, []float32{-math.MaxFloat32}))
+	lowest := float32(-math.MaxFloat32)
+	if io == tensor.Float16 {
+		lowest = -maxFloat16
+	}
+	b.Initializer("bias_zero", floatTensor(io, nil, []float32{0}))
+	b.Initializer("bias_lowest", floatTensor(io, nil, []float32{lowest}))
 	b.Node("Shape", []string{"attention_mask"}, []string{"mask_shape"})
 	b.Node("Gather", []string{"mask_shape", "one_i64"}, []string{"total_seq_len"}, Int("axis", 0))
 	b.Node("Shape", []string{"input_ids"}, []string{"input_shape"})
@@ -465,15 +490,15 @@ func phi3CausalBias(b *Builder) {
 	b.Node("Cast", []string{"attention_mask"}, []string{"mask_bool"}, Int("to", int64(onnxpb.TensorProto_BOOL)))
 	b.Node("Unsqueeze", []string{"mask_bool", "axes_1_2"}, []string{"mask_bool_4d"})
 	b.Node("And", []string{"causal", "mask_bool_4d"}, []string{"attend"})
-	b.Node("Where", []string{"attend", "zero_f32", "lowest_f32"}, []string{"attention_bias"})
+	b.Node("Where", []string{"attend", "bias_zero", "bias_lowest"}, []string{"attention_bias"})
 }
 
-// linear multiplies x by m under name, with MatMul in fp32 and MatMulNBits in
-// int4, and returns the product's name.
+// linear multiplies x by m under name, with MatMul in fp32 and fp16 and
+// MatMulNBits in int4, and returns the product's name.
 func linear(b *Builder, c Phi3Config, name, x string, m *matrix) string {
 	out := name + ".output"
 	if c.Precision != Phi3Int4 {
-		b.Initializer(name+".weight", float32Tensor([]int64{int64(m.rows), int64(m.cols)}, m.values))
+		b.Initializer(name+".weight", floatTensor(c.ioType(), []int64{int64(m.rows), int64(m.cols)}, m.values))
 		b.Node("MatMul", []string{x, name + ".weight"}, []string{out})
 		return out
 	}
@@ -717,7 +742,22 @@ func phi3HFConfig(c Phi3Config) hfConfig {
 		PadTokenID:                    phi3EndOfText,
 		RMSNormEps:                    phi3RMSEpsilon,
 		RopeTheta:                     phi3RopeTheta,
-		TorchDType:                    "float32",
+		TorchDType:                    torchDType(c),
 		VocabSize:                     c.VocabSize,
 	}
+}
+
+// ioType is the element type of c's activations, keys, values and logits.
+func (c Phi3Config) ioType() tensor.DType {
+	if c.Precision == Phi3FP16 {
+		return tensor.Float16
+	}
+	return tensor.Float32
+}
+
+func torchDType(c Phi3Config) string {
+	if c.Precision == Phi3FP16 {
+		return "float16"
+	}
+	return "float32"
 }

@@ -42,7 +42,9 @@ func TestPhi3ConfigValidate(t *testing.T) {
 		{"hidden not heads × head dim", with(func(c *Phi3Config) { c.Hidden = 80 }), false},
 		{"head dim 8", with(func(c *Phi3Config) { c.HeadDim, c.Hidden = 8, 32 }), false},
 		{"head dim 24", with(func(c *Phi3Config) { c.HeadDim, c.Hidden = 24, 96 }), false},
-		{"unknown precision", with(func(c *Phi3Config) { c.Precision = "fp16" }), false},
+		{"unknown precision", with(func(c *Phi3Config) { c.Precision = "bf16" }), false},
+		{"fp16", with(func(c *Phi3Config) { c.Precision = Phi3FP16 }), true},
+		{"fp16 mha", with(func(c *Phi3Config) { c.Precision, c.Attention, c.KVHeads = Phi3FP16, Phi3MHA, c.Heads }), true},
 		{"block not a power of two", with(func(c *Phi3Config) { c.Precision, c.BlockSize = Phi3Int4, 48 }), false},
 		{"block 8", with(func(c *Phi3Config) { c.Precision, c.BlockSize = Phi3Int4, 8 }), false},
 		{"block does not divide the MLP", with(func(c *Phi3Config) { c.Precision, c.Intermediate = Phi3Int4, 144 }), false},
@@ -77,6 +79,12 @@ func TestPhi3ConfigValidate(t *testing.T) {
 // Norm weights of fewer than 1024 bytes stay inline.
 func phi3DataBytes(c Phi3Config) int64 {
 	var total int64
+	// size is the bytes of a float in the graph: the weights, caches and
+	// norms (and int4's scales) of the precision.
+	size := 4
+	if c.Precision == Phi3FP16 {
+		size = 2
+	}
 	add := func(n int64) {
 		if n < phi3MinExternalBytes {
 			return
@@ -89,20 +97,20 @@ func phi3DataBytes(c Phi3Config) int64 {
 			add(int64(4 * n * k / c.BlockSize))
 			return
 		}
-		add(int64(4 * k * n))
+		add(int64(size * k * n))
 	}
-	add(int64(4 * c.ContextLength * c.HeadDim / 2))
-	add(int64(4 * c.ContextLength * c.HeadDim / 2))
-	add(int64(4 * c.VocabSize * c.Hidden))
-	add(int64(4 * c.Hidden))
+	add(int64(size * c.ContextLength * c.HeadDim / 2))
+	add(int64(size * c.ContextLength * c.HeadDim / 2))
+	add(int64(size * c.VocabSize * c.Hidden))
+	add(int64(size * c.Hidden))
 	for range c.Layers {
 		weight(c.Hidden, c.Hidden+2*c.KVHeads*c.HeadDim)
 		weight(c.Hidden, c.Hidden)
-		add(int64(4 * c.Hidden))
+		add(int64(size * c.Hidden))
 		weight(c.Hidden, c.Intermediate)
 		weight(c.Hidden, c.Intermediate)
 		weight(c.Intermediate, c.Hidden)
-		add(int64(4 * c.Hidden))
+		add(int64(size * c.Hidden))
 	}
 	weight(c.Hidden, c.VocabSize)
 	return total
@@ -115,6 +123,8 @@ func TestPhi3Sizes(t *testing.T) {
 	midInt4.Precision = Phi3Int4
 	tinyInt4 := Phi3Tiny()
 	tinyInt4.Precision = Phi3Int4
+	tinyFP16 := Phi3Tiny()
+	tinyFP16.Precision = Phi3FP16
 	cases := []struct {
 		name   string
 		c      Phi3Config
@@ -124,6 +134,7 @@ func TestPhi3Sizes(t *testing.T) {
 	}{
 		{"tiny", Phi3Tiny(), 2*32064*64 + 2*(64*128+64*64+3*64*128) + 5*64, 16},
 		{"tiny int4", tinyInt4, 2*32064*64 + 2*(64*128+64*64+3*64*128) + 5*64, 9},
+		{"tiny fp16", tinyFP16, 2*32064*64 + 2*(64*128+64*64+3*64*128) + 5*64, 8},
 		{"mid", Phi3Mid(), 2*32064*1024 + 8*(1024*2048+1024*1024+3*1024*2816) + 17*1024, 611},
 		{"mid int4", midInt4, 2*32064*1024 + 8*(1024*2048+1024*1024+3*1024*2816) + 17*1024, 202},
 	}
@@ -144,7 +155,7 @@ func TestPhi3Sizes(t *testing.T) {
 // match golden copies, the tokenizer is Phi-3's, and the tokenizer config
 // differs from the embedded one only in its chat template.
 func TestWritePhi3Dir(t *testing.T) {
-	for _, variant := range []string{Phi3FP32, Phi3Int4, Phi3MHA} {
+	for _, variant := range []string{Phi3FP32, Phi3Int4, Phi3FP16, Phi3MHA} {
 		t.Run(variant, func(t *testing.T) {
 			c := Phi3Tiny()
 			if variant == Phi3MHA {
