@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"time"
 	"unsafe"
 
@@ -665,8 +666,9 @@ func (d *onnxDecoder) runStep(pasts, presents []ort.Value, batch, seq, total, ou
 func (d *onnxDecoder) logitsRows(offset, n int) []float32 {
 	out := d.logits[offset : offset+n]
 	if d.fp16 {
+		table := float16Table()
 		for i, h := range d.logitsFP16[offset : offset+n] {
-			out[i] = float16ToFloat32(h)
+			out[i] = table[h]
 		}
 	}
 	return out
@@ -688,6 +690,17 @@ func (d *onnxDecoder) move(from, to, length int) {
 		}
 	}
 }
+
+// float16Table maps every half-precision bit pattern to its float32: a
+// 256 KiB table turns converting a vocabulary of logits per row into one
+// load per element.
+var float16Table = sync.OnceValue(func() *[1 << 16]float32 {
+	var t [1 << 16]float32
+	for h := range t {
+		t[h] = float16ToFloat32(uint16(h))
+	}
+	return &t
+})
 
 // float16ToFloat32 converts an IEEE 754 half-precision value.
 func float16ToFloat32(h uint16) float32 {

@@ -688,3 +688,36 @@ func TestOpenSizesSlotsToTheKVBudget(t *testing.T) {
 		})
 	}
 }
+
+func TestFloat16TableMatchesConversion(t *testing.T) {
+	table := float16Table()
+	for h := range 1 << 16 {
+		want := float16ToFloat32(uint16(h))
+		if got := table[h]; math.Float32bits(got) != math.Float32bits(want) {
+			t.Fatalf("table[%#04x] = %g, want %g", h, got, want)
+		}
+	}
+}
+
+func BenchmarkFloat16Logits(b *testing.B) {
+	in := make([]uint16, 32064)
+	for i := range in {
+		in[i] = uint16(i * 7)
+	}
+	out := make([]float32, len(in))
+	b.Run("convert", func(b *testing.B) {
+		for b.Loop() {
+			for i, h := range in {
+				out[i] = float16ToFloat32(h)
+			}
+		}
+	})
+	b.Run("table", func(b *testing.B) {
+		table := float16Table()
+		for b.Loop() {
+			for i, h := range in {
+				out[i] = table[h]
+			}
+		}
+	})
+}
