@@ -17,7 +17,6 @@ import (
 	"github.com/modelserver/modelserver/internal/syncbuf"
 
 	"github.com/gorilla/websocket"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
@@ -458,26 +457,4 @@ func TestShutdownStreams(t *testing.T) {
 	if err := st2.lastErr(); !errors.Is(err, context.Canceled) {
 		t.Errorf("producer stopped with %v, want its context cancelled", err)
 	}
-}
-
-// TestStreamLeftMidwayCountsAs499: a client that leaves a stream midway is
-// counted as 499, although its 200 was sent.
-func TestStreamLeftMidwayCountsAs499(t *testing.T) {
-	st := newStepper(true)
-	s, url := newStreamServer(t, st, Options{})
-	ctx, cancel := context.WithCancel(context.Background())
-	req, _ := http.NewRequestWithContext(ctx, "POST", url+"/v1/models/model:predict", strings.NewReader(`{"x": [[1, 2]], "k": [1000]}`))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := bufio.NewReader(resp.Body).ReadString('\n'); err != nil {
-		t.Fatal(err)
-	}
-	cancel()
-	resp.Body.Close()
-	<-st.done
-	waitFor(t, func() bool {
-		return testutil.ToFloat64(s.metrics.requests.WithLabelValues("predict", "499", "cancelled")) == 1
-	})
 }

@@ -174,9 +174,11 @@ func checkChunk(t *testing.T, i int, data []byte) {
 	}
 }
 
+// TestStreamStopsWhenClientLeaves: a client that leaves a stream midway
+// stops its producer and is counted as 499, although its 200 was sent.
 func TestStreamStopsWhenClientLeaves(t *testing.T) {
 	st := newStepper(true)
-	_, url := newStreamServer(t, st, Options{})
+	s, url := newStreamServer(t, st, Options{})
 	ctx, cancel := context.WithCancel(context.Background())
 	req, _ := http.NewRequestWithContext(ctx, "POST", url+"/v1/models/model:predict", strings.NewReader(`{"x": [[1, 2]], "k": [1000]}`))
 	resp, err := http.DefaultClient.Do(req)
@@ -196,6 +198,9 @@ func TestStreamStopsWhenClientLeaves(t *testing.T) {
 	if err := st.lastErr(); !errors.Is(err, context.Canceled) {
 		t.Errorf("producer stopped with %v, want context.Canceled", err)
 	}
+	waitFor(t, func() bool {
+		return testutil.ToFloat64(s.metrics.requests.WithLabelValues("predict", "499", "cancelled")) == 1
+	})
 }
 
 func TestStreamStalledIsAborted(t *testing.T) {
