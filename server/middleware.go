@@ -154,7 +154,7 @@ var quietRoutes = map[string]bool{
 // request whose client left before its answer was written is recorded as
 // 499 whatever the handler tried to write; one that leaves after a complete
 // answer keeps the answer's status.
-func (s *Server) instrument(next http.Handler) http.Handler {
+func (s *Server) instrument(mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		timer := &requestTimer{start: time.Now()}
 		id := requestid.Pick(r.Header.Get)
@@ -183,6 +183,11 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 			route := timer.route
 			if route == "" {
 				route = r.Pattern
+			}
+			if route == "" {
+				// Refused before routing (401, draining): label it with the
+				// route it asked for.
+				_, route = mux.Handler(r)
 			}
 			if route == "" {
 				route = "other"
@@ -234,11 +239,11 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 		case err != nil:
 			s.writeError(rec, r, err)
 		case s.open.open(r):
-			next.ServeHTTP(rec, r)
+			mux.ServeHTTP(rec, r)
 		default:
 			s.active.begin()
 			defer s.active.end()
-			next.ServeHTTP(rec, r)
+			mux.ServeHTTP(rec, r)
 		}
 		aborted = false
 	})

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/modelserver/modelserver/internal/syncbuf"
 
 	"github.com/gorilla/websocket"
@@ -456,5 +458,26 @@ func TestShutdownStreams(t *testing.T) {
 	<-st2.done
 	if err := st2.lastErr(); !errors.Is(err, context.Canceled) {
 		t.Errorf("producer stopped with %v, want its context cancelled", err)
+	}
+}
+
+// TestRefusedRequestsKeepTheirRoute: a request refused before routing (no
+// key) is counted under the route it asked for.
+func TestRefusedRequestsKeepTheirRoute(t *testing.T) {
+	s := New(Options{APIKeys: mustKeys(t, "secret")})
+	s.SetReady(Model{Signature: doublerSignature, Predictor: doubler{}})
+	url := newHTTPTestServer(t, s)
+	tests := []struct{ path, route string }{
+		{"/v1/models/model:predict", "/v1/models/"},
+		{"/invocations", "/invocations"},
+	}
+	for _, tt := range tests {
+		resp, _ := request(t, "POST", url+tt.path, predictBody, nil)
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("POST %s without a key: status %d, want 401", tt.path, resp.StatusCode)
+		}
+		if got := testutil.ToFloat64(s.metrics.requests.WithLabelValues(tt.route, "401", "unauthenticated")); got != 1 {
+			t.Errorf("POST %s: requests{route=%q,status=401} = %v, want 1", tt.path, tt.route, got)
+		}
 	}
 }
