@@ -81,11 +81,12 @@ type Batching struct {
 type LLM struct {
 	// MaxSequences is the number of sequences decoded together, each
 	// holding a KV cache slot of max_context tokens. Default 0: 16, or
-	// fewer when their KV cache would pass 8 GiB (Phi-3 mini at 4k tokens
-	// on the CPU: 2).
+	// fewer when their KV cache would pass max_kv_cache_bytes (Phi-3 mini
+	// at 4k tokens on the CPU: 2).
 	MaxSequences int `yaml:"max_sequences"`
 	// MaxContext is the most tokens (prompt and output) one sequence may
-	// hold; 0 means the model's context length, which also caps it.
+	// hold; 0 means the model's context length (which also caps it), or
+	// less when one sequence of it would not fit max_kv_cache_bytes.
 	// Default 0.
 	MaxContext int `yaml:"max_context"`
 	// QueueSize is the most requests waiting for a slot; a full queue
@@ -95,6 +96,10 @@ type LLM struct {
 	// prompts are prefilled over several steps, between decode steps of
 	// the running sequences. Default 512.
 	PrefillChunk int `yaml:"prefill_chunk"`
+	// MaxKVCacheBytes caps the KV cache allocated at load. Default 0:
+	// 8 GiB. When max_sequences and max_context are left at 0 they are
+	// sized to fit it.
+	MaxKVCacheBytes int64 `yaml:"max_kv_cache_bytes"`
 }
 
 // Defaults returns the configuration used for anything a file leaves out.
@@ -177,6 +182,8 @@ func (l LLM) validate() error {
 		return fmt.Errorf("llm.queue_size must be at least 1, got %d", l.QueueSize)
 	case l.PrefillChunk < 1:
 		return fmt.Errorf("llm.prefill_chunk must be at least 1, got %d", l.PrefillChunk)
+	case l.MaxKVCacheBytes < 0:
+		return fmt.Errorf("llm.max_kv_cache_bytes must not be negative, got %d", l.MaxKVCacheBytes)
 	}
 	return nil
 }
@@ -220,7 +227,7 @@ var schema = map[string]map[string]bool{
 		"max_batch_size": true, "max_queue_delay_us": true, "preferred_batch_sizes": true,
 		"max_queue_size": true, "queue_timeout_ms": true,
 	},
-	"llm":         {"max_sequences": true, "max_context": true, "queue_size": true, "prefill_chunk": true},
+	"llm":         {"max_sequences": true, "max_context": true, "queue_size": true, "prefill_chunk": true, "max_kv_cache_bytes": true},
 	"model_cache": nil, "weights": nil, "external_data": nil, "data_dir": nil,
 	"model_module_dir": nil, "model_class_filename": nil, "model_class_name": nil,
 	"bundled_packages_dir": nil, "apply_library_patches": nil, "live_reload": nil,

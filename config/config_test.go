@@ -29,8 +29,10 @@ func TestParse(t *testing.T) {
 			func(c *Config) {
 				c.Runtime.Batching.MaxBatchSize, c.Runtime.Batching.PreferredBatchSizes, c.Runtime.Batching.QueueTimeoutMS = 0, []int{4, 8}, 50
 			}, []string{"runtime.batching.max_queue_delay"}},
-		{"llm", "llm:\n  max_sequences: 4\n  max_context: 1024\n  queue_size: 8\n  prefill_chunk: 64\n  max_batch: 2\n",
-			func(c *Config) { c.LLM = LLM{MaxSequences: 4, MaxContext: 1024, QueueSize: 8, PrefillChunk: 64} },
+		{"llm", "llm:\n  max_sequences: 4\n  max_context: 1024\n  queue_size: 8\n  prefill_chunk: 64\n  max_kv_cache_bytes: 1048576\n  max_batch: 2\n",
+			func(c *Config) {
+				c.LLM = LLM{MaxSequences: 4, MaxContext: 1024, QueueSize: 8, PrefillChunk: 64, MaxKVCacheBytes: 1 << 20}
+			},
 			[]string{"llm.max_batch"}},
 		{"unknown keys", "model_name: x\nmodle_name: y\nruntime:\n  predict_concurency: 3\nresources:\n  gpus: 1\n",
 			func(c *Config) { c.ModelName = "x" }, []string{"modle_name", "resources.gpus", "runtime.predict_concurency"}},
@@ -64,6 +66,7 @@ func TestParseErrors(t *testing.T) {
 		"llm:\n  max_context: -1\n":                "llm.max_context must not be negative",
 		"llm:\n  queue_size: 0\n":                  "llm.queue_size must be at least 1",
 		"llm:\n  prefill_chunk: 0\n":               "llm.prefill_chunk must be at least 1",
+		"llm:\n  max_kv_cache_bytes: -1\n":         "llm.max_kv_cache_bytes must not be negative",
 	}
 	for yaml, want := range tests {
 		_, err := Parse([]byte(yaml))

@@ -16,7 +16,8 @@ type Options struct {
 	MaxSequences int
 	// MaxContext is the most tokens (prompt and output) one sequence may
 	// hold, the length of each KV slot. Default and upper bound: the
-	// model's context_length.
+	// model's context_length, shortened when MaxSequences is also left
+	// at 0 and one sequence of it would not fit MaxKVCacheBytes.
 	MaxContext int
 	// QueueSize is the most requests waiting for a slot; beyond it
 	// Generate returns ErrQueueFull. Default 256.

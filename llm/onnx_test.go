@@ -721,3 +721,37 @@ func BenchmarkFloat16Logits(b *testing.B) {
 		}
 	})
 }
+
+func TestOpenShortensTheDefaultContextToTheKVBudget(t *testing.T) {
+	// The tiny models' context is 4096 tokens. An MHA export needs five
+	// slots' worth of cache for one sequence, a GQA export one.
+	tests := []struct {
+		name        string
+		style       tinyStyle
+		opts        Options
+		wantContext int
+		wantSlots   int
+	}{
+		{"gqa", gqaStyle, Options{MaxKVCacheBytes: kvBytes(2, 1, 2, 1000, 16, 4)}, 1000, 1},
+		{"mha", mhaStyle, Options{MaxKVCacheBytes: 5 * kvBytes(2, 1, 4, 1000, 16, 4)}, 1000, 1},
+		{"fits whole", gqaStyle, Options{MaxKVCacheBytes: 2 * kvBytes(2, 1, 2, 4096, 16, 4)}, 4096, 2},
+		{"explicit context kept", gqaStyle, Options{MaxContext: 2000, MaxKVCacheBytes: kvBytes(2, 1, 2, 2000, 16, 4)}, 2000, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.opts.ONNX.IntraOpThreads = 1
+			tt.opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+			e, err := Open(tinyModelDir(t, tt.style), tt.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer e.Close()
+			if got := e.ContextLength(); got != tt.wantContext {
+				t.Errorf("context %d, want %d", got, tt.wantContext)
+			}
+			if got := e.Stats().Slots; got != tt.wantSlots {
+				t.Errorf("slots %d, want %d", got, tt.wantSlots)
+			}
+		})
+	}
+}

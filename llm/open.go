@@ -25,6 +25,7 @@ func Open(dir string, opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
+	autoContext := opts.MaxContext <= 0
 	opts = opts.withDefaults(cfg.Model.ContextLength)
 	d := cfg.Model.Decoder
 	graph, err := readGraphIO(filepath.Join(dir, d.Filename))
@@ -39,11 +40,25 @@ func Open(dir string, opts Options) (*Engine, error) {
 	if graph.outputs[d.Outputs.Logits].elem == onnxpb.TensorProto_FLOAT16 {
 		elemSize = 2
 	}
-	slotBytes := kvBytes(d.NumHiddenLayers, 1, d.NumKeyValueHeads, opts.MaxContext, d.HeadSize, elemSize)
-	perSequence, fixed := slotBytes, int64(0)
+	tokenBytes := kvBytes(d.NumHiddenLayers, 1, d.NumKeyValueHeads, 1, d.HeadSize, elemSize)
+	perSequenceSlots, fixedSlots := int64(1), int64(0)
 	if !graph.inPlaceKV {
-		perSequence, fixed = 3*slotBytes, 2*slotBytes
+		perSequenceSlots, fixedSlots = 3, 2
 	}
+	if autoContext && opts.MaxSequences <= 0 {
+		// A big model's full context may not fit the budget even once (a
+		// float32 MultiHeadAttention export of Phi-3 needs 16 GB for one
+		// 4k sequence): shorten the default context rather than fail.
+		fit := int(opts.MaxKVCacheBytes / ((perSequenceSlots + fixedSlots) * tokenBytes))
+		if fit >= 1 && fit < opts.MaxContext {
+			opts.Logger.Warn("the model's context does not fit the KV cache budget; serving a shorter context (raise llm.max_kv_cache_bytes or set llm.max_context)",
+				"context_length", opts.MaxContext, "max_context", fit, "max_kv_cache_mib", opts.MaxKVCacheBytes>>20)
+			opts.MaxContext = fit
+			opts.PrefillChunk = min(opts.PrefillChunk, fit)
+		}
+	}
+	slotBytes := tokenBytes * int64(opts.MaxContext)
+	perSequence, fixed := perSequenceSlots*slotBytes, fixedSlots*slotBytes
 	if opts.MaxSequences <= 0 {
 		opts.MaxSequences = int(min(DefaultMaxSequences, (opts.MaxKVCacheBytes-fixed)/max(perSequence, 1)))
 		if opts.MaxSequences < 1 {

@@ -118,18 +118,19 @@ func loadLLM(ctx context.Context, src *models.Source, f flags, placement cuda.Pl
 	log.Info("Executing model.load()...", "model", src.Name, "dir", dir)
 	lc := src.Config.LLM
 	e, err := llm.Open(dir, llm.Options{
-		MaxSequences: lc.MaxSequences,
-		MaxContext:   lc.MaxContext,
-		QueueSize:    lc.QueueSize,
-		PrefillChunk: lc.PrefillChunk,
-		ONNX:         engine.ONNXOptions{IntraOpThreads: f.intraOpThreads, Execution: exec},
-		Logger:       log,
+		MaxSequences:    lc.MaxSequences,
+		MaxContext:      lc.MaxContext,
+		QueueSize:       lc.QueueSize,
+		PrefillChunk:    lc.PrefillChunk,
+		MaxKVCacheBytes: lc.MaxKVCacheBytes,
+		ONNX:            engine.ONNXOptions{IntraOpThreads: f.intraOpThreads, Execution: exec},
+		Logger:          log,
 	})
 	if errors.Is(err, engine.ErrProviderUnavailable) && !f.device.Explicit {
 		log.Warn("ONNX Runtime cannot use the GPU; falling back to the CPU", "reason", err.Error())
 		e, err = llm.Open(dir, llm.Options{
 			MaxSequences: lc.MaxSequences, MaxContext: lc.MaxContext, QueueSize: lc.QueueSize, PrefillChunk: lc.PrefillChunk,
-			ONNX: engine.ONNXOptions{IntraOpThreads: f.intraOpThreads}, Logger: log,
+			MaxKVCacheBytes: lc.MaxKVCacheBytes, ONNX: engine.ONNXOptions{IntraOpThreads: f.intraOpThreads}, Logger: log,
 		})
 	}
 	if err != nil {
