@@ -1,10 +1,19 @@
 package chattemplate
 
 import (
-	"fmt"
+	"strconv"
 	"strings"
 	"time"
 )
+
+// strftimeLayouts maps strftime directives to the Go layouts that print
+// them identically in the C locale.
+var strftimeLayouts = map[byte]string{
+	'y': "06", 'm': "01", 'd': "02", 'e': "_2", 'j': "002",
+	'H': "15", 'I': "03", 'M': "04", 'S': "05", 'p': "PM",
+	'b': "Jan", 'h': "Jan", 'B': "January", 'a': "Mon", 'A': "Monday",
+	'Z': "MST", 'z': "-0700", 'F': "2006-01-02", 'T': "15:04:05",
+}
 
 // strftime formats t like C's strftime in the C locale, for the directives
 // chat templates use (Llama 3.x: "%d %b %Y"). Unknown directives are kept
@@ -17,50 +26,16 @@ func strftime(t time.Time, format string) string {
 			continue
 		}
 		i++
-		switch format[i] {
-		case 'Y':
-			fmt.Fprintf(&b, "%d", t.Year())
-		case 'y':
-			fmt.Fprintf(&b, "%02d", t.Year()%100)
-		case 'm':
-			fmt.Fprintf(&b, "%02d", int(t.Month()))
-		case 'd':
-			fmt.Fprintf(&b, "%02d", t.Day())
-		case 'e':
-			fmt.Fprintf(&b, "%2d", t.Day())
-		case 'j':
-			fmt.Fprintf(&b, "%03d", t.YearDay())
-		case 'H':
-			fmt.Fprintf(&b, "%02d", t.Hour())
-		case 'I':
-			fmt.Fprintf(&b, "%02d", (t.Hour()+11)%12+1)
-		case 'M':
-			fmt.Fprintf(&b, "%02d", t.Minute())
-		case 'S':
-			fmt.Fprintf(&b, "%02d", t.Second())
-		case 'p':
-			b.WriteString(t.Format("PM"))
-		case 'b', 'h':
-			b.WriteString(t.Format("Jan"))
-		case 'B':
-			b.WriteString(t.Format("January"))
-		case 'a':
-			b.WriteString(t.Format("Mon"))
-		case 'A':
-			b.WriteString(t.Format("Monday"))
-		case 'Z':
-			b.WriteString(t.Format("MST"))
-		case 'z':
-			b.WriteString(t.Format("-0700"))
-		case 'F':
-			b.WriteString(t.Format("2006-01-02"))
-		case 'T':
-			b.WriteString(t.Format("15:04:05"))
-		case '%':
+		switch d := format[i]; {
+		case d == 'Y': // unpadded, unlike Go's 2006
+			b.WriteString(strconv.Itoa(t.Year()))
+		case d == '%':
 			b.WriteByte('%')
+		case strftimeLayouts[d] != "":
+			b.WriteString(t.Format(strftimeLayouts[d]))
 		default:
 			b.WriteByte('%')
-			b.WriteByte(format[i])
+			b.WriteByte(d)
 		}
 	}
 	return b.String()
